@@ -1,0 +1,445 @@
+//! DynamoDB adapter for the ingest port.
+//!
+//! AWS limits are enforced here because the emulator does not: at most 25 items
+//! per BatchWriteItem and 100 keys per BatchGetItem. Request-level throttling and
+//! 5xx are retried by the SDK; unprocessed items are retried here; both back off
+//! with the one `RetryPolicy`. What still fails is reported per item, never dropped.
+
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValuesOnConditionCheckFailure,
+    WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use futures_util::stream::{self, StreamExt};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::domain::{AggregateDelta, EventData, StoredEvent, SubjectId, TenantId};
+use crate::keys;
+use crate::ports::{EventRef, Failures, IngestStore, StoreError};
+use crate::retry::RetryPolicy;
+
+/// AWS's BatchWriteItem limit.
+pub const MAX_BATCH_WRITE: usize = 25;
+/// AWS's BatchGetItem limit.
+pub const MAX_BATCH_GET: usize = 100;
+/// Aggregate and subject updates in flight at once for one request.
+const CONCURRENT_UPDATES: usize = 8;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub events: String,
+    pub aggregates: String,
+    pub subjects: String,
+}
+
+impl Tables {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            events: config.events_table.clone(),
+            aggregates: config.aggregates_table.clone(),
+            subjects: config.subjects_table.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+    retry: RetryPolicy,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn failed(operation: &'static str, error: impl std::error::Error) -> StoreError {
+    StoreError::Failed {
+        operation,
+        detail: DisplayErrorContext(error).to_string(),
+    }
+}
+
+fn key_of(item: &Item) -> (Option<&str>, Option<&str>) {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str);
+    (text(keys::PK), text(keys::SK))
+}
+
+fn write_request_key(request: &WriteRequest) -> (Option<String>, Option<String>) {
+    let item = request
+        .put_request()
+        .map(PutRequest::item)
+        .or_else(|| request.delete_request().map(DeleteRequest::key));
+    match item.map(key_of) {
+        Some((pk, sk)) => (pk.map(str::to_owned), sk.map(str::to_owned)),
+        None => (None, None),
+    }
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, tables: Tables, retry: RetryPolicy) -> Self {
+        Self {
+            client,
+            tables,
+            retry,
+        }
+    }
+
+    /// Reads items by key, 100 keys a request, retrying unprocessed keys.
+    async fn batch_get(
+        &self,
+        table: &str,
+        item_keys: Vec<Item>,
+        projection: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in item_keys.chunks(MAX_BATCH_GET) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 1;
+            loop {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .projection_expression(projection)
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| failed("BatchGetItem", e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(table, request)
+                    .send()
+                    .await
+                    .map_err(|e| failed("BatchGetItem", e))?;
+                if let Some(items) = out.responses.and_then(|mut r| r.remove(table)) {
+                    found.extend(items);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= self.retry.max_attempts {
+                    return Err(StoreError::Exhausted {
+                        operation: "BatchGetItem",
+                        attempts: attempt,
+                    });
+                }
+                self.retry.sleep_before(attempt).await;
+                attempt += 1;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes requests 25 at a time, retrying unprocessed items; returns those that failed.
+    async fn batch_write(&self, table: &str, requests: Vec<WriteRequest>) -> Failures {
+        let mut failures = Failures::new();
+        let indexed: Vec<(usize, WriteRequest)> = requests.into_iter().enumerate().collect();
+        for chunk in indexed.chunks(MAX_BATCH_WRITE) {
+            let mut pending: Vec<(usize, WriteRequest)> = chunk.to_vec();
+            let mut attempt = 1;
+            loop {
+                let batch: Vec<WriteRequest> = pending.iter().map(|(_, r)| r.clone()).collect();
+                let out = match self
+                    .client
+                    .batch_write_item()
+                    .request_items(table, batch)
+                    .send()
+                    .await
+                {
+                    Ok(out) => out,
+                    Err(e) => {
+                        let error = failed("BatchWriteItem", e);
+                        failures.extend(pending.iter().map(|(i, _)| (*i, error.clone())));
+                        break;
+                    }
+                };
+                let unprocessed: HashSet<(Option<String>, Option<String>)> = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(table))
+                    .unwrap_or_default()
+                    .iter()
+                    .map(write_request_key)
+                    .collect();
+                pending.retain(|(_, r)| unprocessed.contains(&write_request_key(r)));
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= self.retry.max_attempts {
+                    let error = StoreError::Exhausted {
+                        operation: "BatchWriteItem",
+                        attempts: attempt,
+                    };
+                    failures.extend(pending.iter().map(|(i, _)| (*i, error.clone())));
+                    break;
+                }
+                self.retry.sleep_before(attempt).await;
+                attempt += 1;
+            }
+        }
+        failures
+    }
+
+    async fn add_aggregate(&self, tenant: &TenantId, delta: &AggregateDelta) -> Result<(), StoreError> {
+        let counters = delta.counters();
+        let mut expression = String::from("SET updated_at = :now ADD ");
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.tables.aggregates)
+            .key(keys::PK, s(keys::account_pk(tenant, &delta.account)))
+            .key(keys::SK, s(keys::aggregate_sk(delta.hour)))
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        for (i, (name, amount)) in counters.iter().enumerate() {
+            if i > 0 {
+                expression.push_str(", ");
+            }
+            expression.push_str(&format!("#c{i} :c{i}"));
+            request = request
+                .expression_attribute_names(format!("#c{i}"), name)
+                .expression_attribute_values(format!(":c{i}"), n(amount));
+        }
+        request
+            .update_expression(expression)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("UpdateItem", e))
+    }
+
+    /// Creates the subject record unless another request just did; returns the pseudonym that won.
+    async fn create_subject(&self, tenant: &TenantId, lookup: &str) -> Result<Option<SubjectId>, StoreError> {
+        let subject = SubjectId::random();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.subjects)
+            .item(keys::PK, s(keys::subject_pk(tenant, lookup)))
+            .item("subject_id", s(subject.as_str()))
+            .item("created_at", s(now_rfc3339()))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Some(subject)),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(conflict)) => Ok(conflict
+                    .item()
+                    .and_then(|item| item.get("subject_id"))
+                    .and_then(|v| v.as_s().ok())
+                    .map(|id| SubjectId::from_stored(id.clone()))),
+                _ => Err(failed("PutItem", e)),
+            },
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+fn event_key(tenant: &TenantId, (account, id): &EventRef) -> Item {
+    HashMap::from([
+        (keys::PK.to_owned(), s(keys::account_pk(tenant, account))),
+        (keys::SK.to_owned(), s(keys::event_sk(id))),
+    ])
+}
+
+/// The stored form of an event: allow-listed fields only, the subject as a pseudonym.
+pub fn event_item(tenant: &TenantId, event: &StoredEvent) -> Item {
+    let mut item = event_key(tenant, &(event.account.clone(), event.id.clone()));
+    item.insert("account".into(), s(event.account.as_str()));
+    item.insert("source".into(), s(event.data.source().as_str()));
+    item.insert("ts".into(), s(event.time.format(&Rfc3339).unwrap_or_default()));
+    item.insert("hour".into(), s(event.hour().label()));
+    if let Some(subject) = &event.subject {
+        item.insert("subject".into(), s(subject.as_str()));
+    }
+    let mut data: Item = HashMap::new();
+    match &event.data {
+        EventData::ApiCall {
+            endpoint,
+            method,
+            status,
+            latency_ms,
+            units,
+            client_network,
+        } => {
+            data.insert("endpoint".into(), s(endpoint));
+            data.insert("method".into(), s(*method));
+            data.insert("status".into(), n(status));
+            data.insert("latency_ms".into(), n(latency_ms));
+            data.insert("units".into(), n(units));
+            if let Some(network) = client_network {
+                data.insert("client_network".into(), s(network));
+            }
+        }
+        EventData::Product { feature, action } => {
+            data.insert("feature".into(), s(feature));
+            if let Some(action) = action {
+                data.insert("action".into(), s(action));
+            }
+        }
+        EventData::Marketing { campaign, channel } => {
+            data.insert("campaign".into(), s(campaign));
+            data.insert("channel".into(), s(channel));
+        }
+        EventData::SupportTicket {
+            ticket_id,
+            priority,
+            status,
+        } => {
+            data.insert("ticket_id".into(), s(ticket_id));
+            data.insert("priority".into(), s(*priority));
+            data.insert("status".into(), s(*status));
+        }
+        EventData::Billing {
+            invoice_id,
+            amount,
+            currency,
+            status,
+        } => {
+            data.insert("invoice_id".into(), s(invoice_id));
+            data.insert("amount".into(), n(amount));
+            data.insert("currency".into(), s(currency));
+            data.insert("status".into(), s(*status));
+        }
+    }
+    item.insert("data".into(), AttributeValue::M(data));
+    item
+}
+
+impl IngestStore for DynamoStore {
+    async fn resolve_subjects(
+        &self,
+        tenant: &TenantId,
+        lookups: &[String],
+    ) -> Result<HashMap<String, SubjectId>, StoreError> {
+        let by_pk: HashMap<String, &String> = lookups
+            .iter()
+            .map(|lookup| (keys::subject_pk(tenant, lookup), lookup))
+            .collect();
+        let item_keys = by_pk
+            .keys()
+            .map(|pk| HashMap::from([(keys::PK.to_owned(), s(pk))]))
+            .collect();
+        let mut resolved = HashMap::new();
+        for item in self.batch_get(&self.tables.subjects, item_keys, "pk, subject_id").await? {
+            if let ((Some(pk), _), Some(Ok(subject))) =
+                (key_of(&item), item.get("subject_id").map(|v| v.as_s()))
+            {
+                if let Some(lookup) = by_pk.get(pk) {
+                    resolved.insert((*lookup).clone(), SubjectId::from_stored(subject.clone()));
+                }
+            }
+        }
+        let missing: Vec<&String> = lookups.iter().filter(|l| !resolved.contains_key(*l)).collect();
+        // Futures are built eagerly: closures returning async blocks trip the Send check.
+        let creations: Vec<_> = missing
+            .iter()
+            .map(|lookup| self.create_subject(tenant, lookup))
+            .collect();
+        let created: Vec<Result<Option<SubjectId>, StoreError>> = stream::iter(creations)
+            .buffered(CONCURRENT_UPDATES)
+            .collect()
+            .await;
+        for (lookup, outcome) in missing.into_iter().zip(created) {
+            match outcome? {
+                Some(subject) => {
+                    resolved.insert(lookup.clone(), subject);
+                }
+                None => {
+                    return Err(StoreError::Failed {
+                        operation: "PutItem",
+                        detail: "subject record exists but its pseudonym was not returned".into(),
+                    })
+                }
+            }
+        }
+        Ok(resolved)
+    }
+
+    async fn existing_events(
+        &self,
+        tenant: &TenantId,
+        events: &[EventRef],
+    ) -> Result<HashSet<EventRef>, StoreError> {
+        let by_key: HashMap<(String, String), &EventRef> = events
+            .iter()
+            .map(|event| {
+                (
+                    (
+                        keys::account_pk(tenant, &event.0),
+                        keys::event_sk(&event.1),
+                    ),
+                    event,
+                )
+            })
+            .collect();
+        let item_keys = events.iter().map(|e| event_key(tenant, e)).collect();
+        let found = self.batch_get(&self.tables.events, item_keys, "pk, sk").await?;
+        Ok(found
+            .iter()
+            .filter_map(|item| match key_of(item) {
+                (Some(pk), Some(sk)) => by_key.get(&(pk.to_owned(), sk.to_owned())).map(|e| (*e).clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn put_events(&self, tenant: &TenantId, events: &[StoredEvent]) -> Failures {
+        let mut requests = Vec::with_capacity(events.len());
+        for event in events {
+            match PutRequest::builder().set_item(Some(event_item(tenant, event))).build() {
+                Ok(put) => requests.push(WriteRequest::builder().put_request(put).build()),
+                Err(e) => return (0..events.len()).map(|i| (i, failed("BatchWriteItem", &e))).collect(),
+            }
+        }
+        self.batch_write(&self.tables.events, requests).await
+    }
+
+    async fn add_aggregates(&self, tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
+        let updates: Vec<_> = deltas
+            .iter()
+            .map(|delta| self.add_aggregate(tenant, delta))
+            .collect();
+        let outcomes: Vec<Result<(), StoreError>> = stream::iter(updates)
+            .buffered(CONCURRENT_UPDATES)
+            .collect()
+            .await;
+        outcomes
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, outcome)| outcome.err().map(|e| (i, e)))
+            .collect()
+    }
+
+    async fn delete_events(&self, tenant: &TenantId, events: &[EventRef]) -> Failures {
+        let mut requests = Vec::with_capacity(events.len());
+        for event in events {
+            match DeleteRequest::builder().set_key(Some(event_key(tenant, event))).build() {
+                Ok(delete) => requests.push(WriteRequest::builder().delete_request(delete).build()),
+                Err(e) => return (0..events.len()).map(|i| (i, failed("BatchWriteItem", &e))).collect(),
+            }
+        }
+        self.batch_write(&self.tables.events, requests).await
+    }
+}

@@ -1,0 +1,12 @@
+//! The domain: what an event is, what may be stored of it, and how it adds up.
+//! Nothing here knows about AWS.
+
+pub mod aggregate;
+pub mod event;
+pub mod ids;
+pub mod validate;
+
+pub use aggregate::{AggregateDelta, HourBucket};
+pub use event::{Event, EventData, Source, StoredEvent};
+pub use ids::{AccountId, EventId, SubjectId, TenantId};
+pub use validate::{validate_event, Limits, Rejection, Validated};

@@ -1,0 +1,498 @@
+//! Validation and minimisation at the door (GDPR Art. 5).
+//!
+//! Each source has an allow-list of fields. Anything else is dropped and reported
+//! by name (never by value); known direct identifiers (e-mail, name, phone, ...)
+//! are dropped the same way, client IPs are cut to their network, query strings are
+//! cut from endpoints, and an e-mail address inside a kept field rejects the event.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::event::{Event, EventData, Source};
+use super::ids::{AccountId, EventId};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How far ahead of the server clock an event may be (clock skew).
+    pub max_future: Duration,
+    /// Older events would already be past retention.
+    pub max_age: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_future: Duration::from_secs(5 * 60),
+            max_age: Duration::from_secs(3 * 366 * 24 * 3600),
+        }
+    }
+}
+
+/// Why one event was refused. `field` names the field; the value is never echoed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub field: String,
+    pub reason: &'static str,
+}
+
+impl Rejection {
+    fn new(field: impl Into<String>, reason: &'static str) -> Self {
+        Self {
+            field: field.into(),
+            reason,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        format!("{}: {}", self.field, self.reason)
+    }
+}
+
+/// A valid event and what minimisation took out of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    pub event: Event,
+    /// Paths of fields that were dropped (unknown fields, direct identifiers, query strings).
+    pub dropped: Vec<String>,
+}
+
+const EVENT_FIELDS: [&str; 6] = ["id", "time", "source", "account", "user", "data"];
+const HTTP_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+const TICKET_PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
+const TICKET_STATUSES: [&str; 4] = ["open", "pending", "solved", "closed"];
+const BILLING_STATUSES: [&str; 5] = ["paid", "failed", "pending", "refunded", "void"];
+const MAX_TEXT: usize = 256;
+const MAX_USER: usize = 256;
+const MAX_LATENCY_MS: f64 = 3_600_000.0;
+const MAX_UNITS: u64 = 1_000_000_000;
+
+/// The id of an element, if it has a usable one, to label its result.
+pub fn event_id_hint(value: &Value) -> Option<String> {
+    value
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| EventId::parse(id).is_ok())
+        .map(str::to_owned)
+}
+
+pub fn validate_event(
+    value: &Value,
+    now: OffsetDateTime,
+    limits: &Limits,
+) -> Result<Validated, Rejection> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| Rejection::new("event", "expected a JSON object"))?;
+    let mut dropped: Vec<String> = object
+        .keys()
+        .filter(|key| !EVENT_FIELDS.contains(&key.as_str()))
+        .cloned()
+        .collect();
+
+    let id = EventId::parse(required_str(object, "id", "id")?)
+        .map_err(|e| Rejection::new("id", e.reason))?;
+    let time = parse_time(required_str(object, "time", "time")?, now, limits)?;
+    let source = Source::parse(required_str(object, "source", "source")?).ok_or_else(|| {
+        Rejection::new(
+            "source",
+            "must be one of api_call, product, marketing, support_ticket, billing",
+        )
+    })?;
+    let account = AccountId::parse(required_str(object, "account", "account")?)
+        .map_err(|e| Rejection::new("account", e.reason))?;
+    let user = match object.get("user") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(user)) if !user.is_empty() && user.len() <= MAX_USER => {
+            Some(user.clone())
+        }
+        Some(Value::String(_)) => {
+            return Err(Rejection::new("user", "must be 1 to 256 characters"))
+        }
+        Some(_) => return Err(Rejection::new("user", "expected a string")),
+    };
+    let data = match object.get("data") {
+        Some(Value::Object(data)) => data,
+        Some(_) => return Err(Rejection::new("data", "expected an object")),
+        None => return Err(Rejection::new("data", "is required")),
+    };
+    let mut reader = DataReader {
+        data,
+        used: Vec::new(),
+        dropped: Vec::new(),
+    };
+    let data = match source {
+        Source::ApiCall => reader.api_call()?,
+        Source::Product => EventData::Product {
+            feature: reader.text("feature")?,
+            action: reader.optional_text("action")?,
+        },
+        Source::Marketing => EventData::Marketing {
+            campaign: reader.text("campaign")?,
+            channel: reader.text("channel")?,
+        },
+        Source::SupportTicket => EventData::SupportTicket {
+            ticket_id: reader.text("ticket_id")?,
+            priority: reader.one_of("priority", &TICKET_PRIORITIES)?,
+            status: reader.one_of("status", &TICKET_STATUSES)?,
+        },
+        Source::Billing => reader.billing()?,
+    };
+    dropped.extend(reader.dropped);
+    dropped.extend(
+        data_keys_not_used(reader.data, &reader.used)
+            .into_iter()
+            .map(|key| format!("data.{key}")),
+    );
+    Ok(Validated {
+        event: Event {
+            id,
+            time,
+            account,
+            user,
+            data,
+        },
+        dropped,
+    })
+}
+
+fn data_keys_not_used(data: &Map<String, Value>, used: &[&str]) -> Vec<String> {
+    data.keys()
+        .filter(|key| !used.contains(&key.as_str()))
+        .cloned()
+        .collect()
+}
+
+fn required_str<'a>(
+    object: &'a Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<&'a str, Rejection> {
+    match object.get(key) {
+        Some(Value::String(value)) => Ok(value),
+        None | Some(Value::Null) => Err(Rejection::new(field, "is required")),
+        Some(_) => Err(Rejection::new(field, "expected a string")),
+    }
+}
+
+fn parse_time(value: &str, now: OffsetDateTime, limits: &Limits) -> Result<OffsetDateTime, Rejection> {
+    let time = OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
+        Rejection::new("time", "expected an RFC 3339 timestamp such as 2026-11-01T10:00:00Z")
+    })?;
+    if time > now + limits.max_future {
+        return Err(Rejection::new("time", "is more than 5 minutes in the future"));
+    }
+    if time < now - limits.max_age {
+        return Err(Rejection::new("time", "is older than the retention period"));
+    }
+    Ok(time)
+}
+
+/// Does the text hold something shaped like an e-mail address?
+pub fn contains_email(text: &str) -> bool {
+    text.match_indices('@').any(|(at, _)| {
+        let local_ok = text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || "._%+-".contains(c));
+        let domain: String = text[at + 1..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '.' || *c == '-')
+            .collect();
+        local_ok && domain.contains('.') && !domain.ends_with('.') && !domain.starts_with('.')
+    })
+}
+
+/// Reads the allow-listed fields of `data`, remembering which were used.
+struct DataReader<'a> {
+    data: &'a Map<String, Value>,
+    used: Vec<&'static str>,
+    dropped: Vec<String>,
+}
+
+impl DataReader<'_> {
+    fn get(&mut self, key: &'static str) -> Option<&Value> {
+        self.used.push(key);
+        self.data.get(key).filter(|value| !value.is_null())
+    }
+
+    fn optional_text(&mut self, key: &'static str) -> Result<Option<String>, Rejection> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(text)) => {
+                let field = format!("data.{key}");
+                if text.is_empty() || text.len() > MAX_TEXT {
+                    return Err(Rejection::new(field, "must be 1 to 256 characters"));
+                }
+                if contains_email(text) {
+                    return Err(Rejection::new(field, "must not contain an e-mail address"));
+                }
+                Ok(Some(text.clone()))
+            }
+            Some(_) => Err(Rejection::new(format!("data.{key}"), "expected a string")),
+        }
+    }
+
+    fn text(&mut self, key: &'static str) -> Result<String, Rejection> {
+        self.optional_text(key)?
+            .ok_or_else(|| Rejection::new(format!("data.{key}"), "is required"))
+    }
+
+    fn one_of(&mut self, key: &'static str, allowed: &[&'static str]) -> Result<&'static str, Rejection> {
+        let field = format!("data.{key}");
+        match self.get(key) {
+            None => Err(Rejection::new(field, "is required")),
+            Some(Value::String(text)) => allowed
+                .iter()
+                .find(|candidate| **candidate == text.as_str())
+                .copied()
+                .ok_or_else(|| Rejection::new(field, allowed_reason(key))),
+            Some(_) => Err(Rejection::new(field, "expected a string")),
+        }
+    }
+
+    fn api_call(&mut self) -> Result<EventData, Rejection> {
+        let endpoint = self.endpoint()?;
+        let method = self.one_of("method", &HTTP_METHODS)?;
+        let status = match self.get("status") {
+            None => return Err(Rejection::new("data.status", "is required")),
+            Some(value) => value
+                .as_u64()
+                .filter(|status| (100..=599).contains(status))
+                .and_then(|status| u16::try_from(status).ok())
+                .ok_or_else(|| {
+                    Rejection::new("data.status", "expected an integer from 100 to 599")
+                })?,
+        };
+        let latency_ms = match self.get("latency_ms") {
+            None => return Err(Rejection::new("data.latency_ms", "is required")),
+            Some(value) => value
+                .as_f64()
+                .filter(|ms| (0.0..=MAX_LATENCY_MS).contains(ms))
+                .map(|ms| ms.round() as u64)
+                .ok_or_else(|| {
+                    Rejection::new("data.latency_ms", "expected a number from 0 to 3600000")
+                })?,
+        };
+        let units = match self.get("units") {
+            None => 1,
+            Some(value) => value
+                .as_u64()
+                .filter(|units| *units <= MAX_UNITS)
+                .ok_or_else(|| {
+                    Rejection::new("data.units", "expected an integer from 0 to 1000000000")
+                })?,
+        };
+        let client_network = match self.get("client_ip") {
+            None => None,
+            Some(Value::String(ip)) => Some(
+                ip.parse::<IpAddr>()
+                    .map(network_of)
+                    .map_err(|_| Rejection::new("data.client_ip", "expected an IP address"))?,
+            ),
+            Some(_) => return Err(Rejection::new("data.client_ip", "expected a string")),
+        };
+        Ok(EventData::ApiCall {
+            endpoint,
+            method,
+            status,
+            latency_ms,
+            units,
+            client_network,
+        })
+    }
+
+    /// The path only: the query string and fragment are dropped (they often carry
+    /// identifiers), and a path segment holding an e-mail address is replaced.
+    fn endpoint(&mut self) -> Result<String, Rejection> {
+        let field = "data.endpoint";
+        let raw = match self.get("endpoint") {
+            None => return Err(Rejection::new(field, "is required")),
+            Some(Value::String(raw)) => raw.clone(),
+            Some(_) => return Err(Rejection::new(field, "expected a string")),
+        };
+        if !raw.starts_with('/') || raw.len() > MAX_TEXT {
+            return Err(Rejection::new(
+                field,
+                "expected a path starting with / of at most 256 characters",
+            ));
+        }
+        let (path, cut) = match raw.find(['?', '#']) {
+            Some(at) => (&raw[..at], true),
+            None => (raw.as_str(), false),
+        };
+        if cut {
+            self.dropped.push("data.endpoint.query".to_owned());
+        }
+        let mut redacted = false;
+        let path: Vec<&str> = path
+            .split('/')
+            .map(|segment| {
+                if contains_email(segment) {
+                    redacted = true;
+                    ":redacted"
+                } else {
+                    segment
+                }
+            })
+            .collect();
+        if redacted {
+            self.dropped.push("data.endpoint.identifier".to_owned());
+        }
+        Ok(path.join("/"))
+    }
+
+    fn billing(&mut self) -> Result<EventData, Rejection> {
+        let invoice_id = self.text("invoice_id")?;
+        let amount = match self.get("amount") {
+            None => return Err(Rejection::new("data.amount", "is required")),
+            Some(Value::Number(amount)) if amount.as_f64().is_some_and(|a| a >= 0.0) => {
+                amount.to_string()
+            }
+            Some(_) => return Err(Rejection::new("data.amount", "expected a number >= 0")),
+        };
+        let currency = match self.get("currency") {
+            Some(Value::String(code))
+                if code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase()) =>
+            {
+                code.clone()
+            }
+            None => return Err(Rejection::new("data.currency", "is required")),
+            Some(_) => {
+                return Err(Rejection::new(
+                    "data.currency",
+                    "expected an ISO 4217 code such as EUR",
+                ))
+            }
+        };
+        let status = self.one_of("status", &BILLING_STATUSES)?;
+        Ok(EventData::Billing {
+            invoice_id,
+            amount,
+            currency,
+            status,
+        })
+    }
+}
+
+fn allowed_reason(key: &str) -> &'static str {
+    match key {
+        "method" => "must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS",
+        "priority" => "must be one of low, normal, high, urgent",
+        _ => "is not one of the allowed values",
+    }
+}
+
+/// /24 of an IPv4 address, /48 of an IPv6 address.
+fn network_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-01 12:00 UTC);
+
+    fn validate(value: Value) -> Result<Validated, Rejection> {
+        validate_event(&value, NOW, &Limits::default())
+    }
+
+    fn api_call(data: Value) -> Value {
+        json!({"id": "e-1", "time": "2026-11-01T10:00:00Z", "source": "api_call",
+               "account": "acme", "user": "u-42", "data": data})
+    }
+
+    #[test]
+    fn accepts_the_wire_example() {
+        let ok = validate(api_call(json!({"endpoint": "/v1/pay", "method": "POST",
+            "status": 201, "latency_ms": 83, "units": 1})))
+        .expect("valid");
+        assert!(ok.dropped.is_empty());
+        assert_eq!(ok.event.user.as_deref(), Some("u-42"));
+        assert!(matches!(ok.event.data, EventData::ApiCall { status: 201, latency_ms: 83, .. }));
+    }
+
+    #[test]
+    fn names_the_field_that_is_wrong() {
+        let bad = validate(api_call(json!({"endpoint": "/v1/pay", "method": "POST",
+            "status": "201", "latency_ms": 83})))
+        .expect_err("status is a string");
+        assert_eq!(bad.message(), "data.status: expected an integer from 100 to 599");
+        let missing = validate(json!({"id": "e-1", "source": "product", "account": "a", "data": {}}))
+            .expect_err("no time");
+        assert_eq!(missing.field, "time");
+        let future = validate(api_call(json!({})).as_object().map(|o| {
+            let mut o = o.clone();
+            o.insert("time".into(), json!("2026-11-02T00:00:00Z"));
+            Value::Object(o)
+        }).expect("object"))
+        .expect_err("future");
+        assert_eq!(future.field, "time");
+    }
+
+    #[test]
+    fn drops_unknown_fields_and_identifiers_and_cuts_ips() {
+        let ok = validate(json!({"id": "e-2", "time": "2026-11-01T10:00:00Z", "source": "api_call",
+            "account": "acme", "email": "jane@example.com", "name": "Jane",
+            "data": {"endpoint": "/v1/users/jane@example.com/orders?token=abc", "method": "GET",
+                     "status": 200, "latency_ms": 12.6, "client_ip": "203.0.113.77",
+                     "user_agent": "curl"}}))
+        .expect("valid");
+        let mut dropped = ok.dropped.clone();
+        dropped.sort();
+        assert_eq!(dropped, ["data.endpoint.identifier", "data.endpoint.query",
+            "data.user_agent", "email", "name"]);
+        match ok.event.data {
+            EventData::ApiCall { endpoint, client_network, latency_ms, units, .. } => {
+                assert_eq!(endpoint, "/v1/users/:redacted/orders");
+                assert_eq!(client_network.as_deref(), Some("203.0.113.0/24"));
+                assert_eq!((latency_ms, units), (13, 1));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_an_email_in_a_kept_field() {
+        let bad = validate(json!({"id": "e", "time": "2026-11-01T10:00:00Z", "source": "product",
+            "account": "acme", "data": {"feature": "export for bob@corp.io"}}))
+        .expect_err("email");
+        assert_eq!(bad.message(), "data.feature: must not contain an e-mail address");
+        assert!(!contains_email("@home"));
+        assert!(!contains_email("v1@2"));
+        assert!(contains_email("a.b+c@d-e.fr"));
+    }
+
+    #[test]
+    fn every_source_has_its_allow_list() {
+        let base = |source: &str, data: Value| json!({"id": "e", "time": "2026-11-01T10:00:00Z",
+            "source": source, "account": "acme", "data": data});
+        assert!(validate(base("product", json!({"feature": "export", "action": "click"}))).is_ok());
+        assert!(validate(base("marketing", json!({"campaign": "black-friday", "channel": "email"}))).is_ok());
+        assert!(validate(base("support_ticket", json!({"ticket_id": "T-1", "priority": "high", "status": "open"}))).is_ok());
+        assert!(validate(base("billing", json!({"invoice_id": "INV-1", "amount": 19.99, "currency": "EUR", "status": "failed"}))).is_ok());
+        assert_eq!(validate(base("billing", json!({"invoice_id": "INV-1", "amount": -1, "currency": "EUR", "status": "paid"})))
+            .expect_err("negative").field, "data.amount");
+        assert_eq!(validate(base("support_ticket", json!({"ticket_id": "T-1", "priority": "asap", "status": "open"})))
+            .expect_err("priority").field, "data.priority");
+        assert_eq!(validate(base("crm", json!({}))).expect_err("source").field, "source");
+        let ipv6 = validate(base("api_call", json!({"endpoint": "/", "method": "GET", "status": 200,
+            "latency_ms": 1, "client_ip": "2001:db8:abcd:12::1"}))).expect("v6");
+        assert!(matches!(ipv6.event.data, EventData::ApiCall { client_network: Some(ref n), .. } if n == "2001:db8:abcd::/48"));
+    }
+}

@@ -1,0 +1,89 @@
+//! In-memory store: for unit tests and for benchmarks that exclude storage.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use crate::domain::{AggregateDelta, StoredEvent, SubjectId, TenantId};
+use crate::keys;
+use crate::ports::{EventRef, Failures, IngestStore, StoreError};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    pub subjects: Mutex<HashMap<String, SubjectId>>,
+    pub events: Mutex<HashMap<(String, String), StoredEvent>>,
+    pub aggregates: Mutex<HashMap<(String, String), Vec<(String, u64)>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl IngestStore for MemoryStore {
+    async fn resolve_subjects(
+        &self,
+        tenant: &TenantId,
+        lookups: &[String],
+    ) -> Result<HashMap<String, SubjectId>, StoreError> {
+        let mut subjects = lock(&self.subjects);
+        Ok(lookups
+            .iter()
+            .map(|lookup| {
+                let subject = subjects
+                    .entry(keys::subject_pk(tenant, lookup))
+                    .or_insert_with(SubjectId::random)
+                    .clone();
+                (lookup.clone(), subject)
+            })
+            .collect())
+    }
+
+    async fn existing_events(
+        &self,
+        tenant: &TenantId,
+        events: &[EventRef],
+    ) -> Result<HashSet<EventRef>, StoreError> {
+        let stored = lock(&self.events);
+        Ok(events
+            .iter()
+            .filter(|(account, id)| {
+                stored.contains_key(&(keys::account_pk(tenant, account), keys::event_sk(id)))
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn put_events(&self, tenant: &TenantId, events: &[StoredEvent]) -> Failures {
+        let mut stored = lock(&self.events);
+        for event in events {
+            stored.insert(
+                (keys::account_pk(tenant, &event.account), keys::event_sk(&event.id)),
+                event.clone(),
+            );
+        }
+        Failures::new()
+    }
+
+    async fn add_aggregates(&self, tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
+        let mut aggregates = lock(&self.aggregates);
+        for delta in deltas {
+            let counters = aggregates
+                .entry((keys::account_pk(tenant, &delta.account), keys::aggregate_sk(delta.hour)))
+                .or_default();
+            for (name, amount) in delta.counters() {
+                match counters.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, total)) => *total += amount,
+                    None => counters.push((name, amount)),
+                }
+            }
+        }
+        Failures::new()
+    }
+
+    async fn delete_events(&self, tenant: &TenantId, events: &[EventRef]) -> Failures {
+        let mut stored = lock(&self.events);
+        for (account, id) in events {
+            stored.remove(&(keys::account_pk(tenant, account), keys::event_sk(id)));
+        }
+        Failures::new()
+    }
+}

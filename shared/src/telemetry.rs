@@ -1,0 +1,81 @@
+//! Structured JSON logs and CloudWatch EMF metrics.
+//! Only pseudonymous ids and counts are ever logged: never user ids, e-mails, IPs or payloads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::{json, Map, Value};
+
+/// JSON logs, level from RUST_LOG (default info). Safe to call more than once.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+static COLD: AtomicBool = AtomicBool::new(true);
+
+/// True on the first invocation of this process only.
+pub fn take_cold_start() -> bool {
+    COLD.swap(false, Ordering::Relaxed)
+}
+
+/// One EMF document: CloudWatch turns this log line into metrics, with no API call.
+pub fn emf_line(
+    namespace: &str,
+    dimensions: &[(&str, &str)],
+    metrics: &[(&str, f64, &str)],
+    timestamp_ms: i64,
+) -> String {
+    let mut doc = Map::new();
+    let dimension_names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
+    let metric_defs: Vec<Value> = metrics
+        .iter()
+        .map(|(name, _, unit)| json!({"Name": name, "Unit": unit}))
+        .collect();
+    doc.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [dimension_names],
+                "Metrics": metric_defs,
+            }]
+        }),
+    );
+    for (name, value) in dimensions {
+        doc.insert((*name).into(), json!(value));
+    }
+    for (name, value, _) in metrics {
+        doc.insert((*name).into(), json!(value));
+    }
+    Value::Object(doc).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_names_dimensions_and_metrics() {
+        let line = emf_line(
+            "vigil",
+            &[("function", "ingest")],
+            &[("accepted", 3.0, "Count")],
+            1,
+        );
+        let doc: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(doc["accepted"], 3.0);
+        assert_eq!(doc["function"], "ingest");
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0],
+            "function"
+        );
+    }
+}
