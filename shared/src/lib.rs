@@ -7,6 +7,7 @@
 //! - `config`, `aws`, `retry`, `telemetry`: one loader, one client builder, one retry policy, one log setup.
 
 pub mod adapters;
+pub mod api;
 pub mod aws;
 pub mod config;
 pub mod crypto;

@@ -1,1 +1,419 @@
+//! `POST /v1/events`: validates, minimises and pseudonymises a batch of events,
+//! stores each once, and adds them to per-account hourly aggregates.
+//!
+//! Exactly-once counting: an event is counted only by the request that first
+//! stores it. Duplicates (same account and id) are found by one BatchGetItem per
+//! 100 events; the aggregate of an account-hour is updated once per batch, after
+//! its events are written; if that update fails, the events are removed again so
+//! that the client's retry stores and counts them. See docs/decisions/0003.
 
+pub mod request;
+
+use std::collections::{HashMap, HashSet};
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use serde::Serialize;
+use thiserror::Error;
+use time::OffsetDateTime;
+use vigil_shared::adapters::dynamo::{DynamoStore, Tables};
+use vigil_shared::adapters::kms;
+use vigil_shared::api::{error_response, json_response, with_retry_after};
+use vigil_shared::config::Config;
+use vigil_shared::crypto::{CryptoError, SubjectLookup};
+use vigil_shared::domain::validate::event_id_hint;
+use vigil_shared::domain::{validate_event, AggregateDelta, Limits, StoredEvent, SubjectId, TenantId};
+use vigil_shared::ports::{EventRef, IngestStore, StoreError};
+use vigil_shared::retry::RetryPolicy;
+use vigil_shared::{aws, telemetry};
+
+pub use request::{RequestError, MAX_BODY_BYTES, MAX_EVENTS};
+
+/// Everything the handler needs, built once per cold start.
+pub struct Deps<S> {
+    pub store: S,
+    pub subject_lookup: SubjectLookup,
+    pub limits: Limits,
+    pub clock: fn() -> OffsetDateTime,
+}
+
+#[derive(Debug, Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+impl Deps<DynamoStore> {
+    /// Builds the SDK clients and derives the subject lookup secret (one KMS call).
+    pub async fn connect(config: &Config) -> Result<Self, InitError> {
+        let retry = RetryPolicy::default();
+        let sdk = aws::sdk_config(config, retry).await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let kms_client = aws_sdk_kms::Client::new(&sdk);
+        let subject_lookup =
+            kms::derive_subject_lookup(&kms_client, &config.subject_lookup_key_id).await?;
+        Ok(Self {
+            store: DynamoStore::new(dynamodb, Tables::from_config(config), retry),
+            subject_lookup,
+            limits: Limits::default(),
+            clock: OffsetDateTime::now_utc,
+        })
+    }
+}
+
+/// Outcome of one event, in request order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    /// Stored and counted now.
+    Accepted,
+    /// Already stored (earlier in this batch or by an earlier request): not stored or counted again.
+    Duplicate,
+    /// Invalid: fix it, do not retry as is.
+    Rejected,
+    /// Valid but not stored (storage unavailable): retry it.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventResult {
+    pub index: usize,
+    pub id: Option<String>,
+    pub status: EventStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestResponse {
+    pub request_id: String,
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+    pub failed: usize,
+    /// Fields removed by minimisation, summed over the batch.
+    pub dropped_fields: usize,
+    pub results: Vec<EventResult>,
+}
+
+const STORAGE_RETRY: &str = "storage unavailable: retry this event";
+
+/// The Lambda handler: API Gateway HTTP API (payload v2) in, response out.
+pub async fn handle<S: IngestStore>(
+    request: &ApiGatewayV2httpRequest,
+    deps: &Deps<S>,
+) -> ApiGatewayV2httpResponse {
+    let request_id = request
+        .request_context
+        .request_id
+        .clone()
+        .unwrap_or_default();
+    let cold_start = telemetry::take_cold_start();
+    match ingest(request, deps, &request_id).await {
+        Ok((tenant, body)) => {
+            log_outcome(&tenant, &body, cold_start);
+            let nothing_stored = body.accepted == 0 && body.duplicates == 0;
+            if body.failed > 0 && nothing_stored {
+                with_retry_after(json_response(503, &body), 1)
+            } else {
+                json_response(200, &body)
+            }
+        }
+        Err(error) => {
+            tracing::info!(request_id, cold_start, status = error.status(), code = error.code(), "request refused");
+            error_response(error.status(), error.code(), &error.to_string(), &request_id)
+        }
+    }
+}
+
+fn log_outcome(tenant: &TenantId, body: &IngestResponse, cold_start: bool) {
+    tracing::info!(
+        request_id = body.request_id,
+        tenant = tenant.as_str(),
+        cold_start,
+        accepted = body.accepted,
+        duplicates = body.duplicates,
+        rejected = body.rejected,
+        failed = body.failed,
+        dropped_fields = body.dropped_fields,
+        "batch ingested"
+    );
+    let now_ms = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    println!(
+        "{}",
+        telemetry::emf_line(
+            "vigil",
+            &[("function", "ingest")],
+            &[
+                ("EventsAccepted", body.accepted as f64, "Count"),
+                ("EventsDuplicate", body.duplicates as f64, "Count"),
+                ("EventsRejected", body.rejected as f64, "Count"),
+                ("EventsFailed", body.failed as f64, "Count"),
+                ("FieldsDropped", body.dropped_fields as f64, "Count"),
+            ],
+            now_ms,
+        )
+    );
+}
+
+/// A valid, not-yet-stored event and where its result goes.
+struct Pending {
+    index: usize,
+    event: StoredEvent,
+}
+
+async fn ingest<S: IngestStore>(
+    request: &ApiGatewayV2httpRequest,
+    deps: &Deps<S>,
+    request_id: &str,
+) -> Result<(TenantId, IngestResponse), RequestError> {
+    let tenant = request::tenant_from_request(request)?;
+    let bytes = request::body_bytes(request)?;
+    let elements = request::parse_envelope(&bytes)?;
+    let now = (deps.clock)();
+
+    let mut results: Vec<EventResult> = Vec::with_capacity(elements.len());
+    let mut valid = Vec::with_capacity(elements.len());
+    let mut seen: HashSet<EventRef> = HashSet::with_capacity(elements.len());
+    for (index, element) in elements.iter().enumerate() {
+        let mut result = EventResult {
+            index,
+            id: event_id_hint(element),
+            status: EventStatus::Rejected,
+            error: None,
+            dropped_fields: Vec::new(),
+        };
+        match validate_event(element, now, &deps.limits) {
+            Err(rejection) => result.error = Some(rejection.message()),
+            Ok(validated) => {
+                result.dropped_fields = validated.dropped;
+                let key = (validated.event.account.clone(), validated.event.id.clone());
+                if seen.insert(key) {
+                    result.status = EventStatus::Accepted;
+                    valid.push((index, validated.event));
+                } else {
+                    result.status = EventStatus::Duplicate;
+                }
+            }
+        }
+        results.push(result);
+    }
+
+    let pending = pseudonymise(&tenant, valid, deps, &mut results).await;
+    let pending = drop_stored_duplicates(&tenant, pending, &deps.store, &mut results).await;
+    store_and_count(&tenant, pending, &deps.store, &mut results).await;
+
+    let count = |status| results.iter().filter(|r| r.status == status).count();
+    Ok((
+        tenant,
+        IngestResponse {
+            request_id: request_id.to_owned(),
+            accepted: count(EventStatus::Accepted),
+            duplicates: count(EventStatus::Duplicate),
+            rejected: count(EventStatus::Rejected),
+            failed: count(EventStatus::Failed),
+            dropped_fields: results.iter().map(|r| r.dropped_fields.len()).sum(),
+            results,
+        },
+    ))
+}
+
+fn mark_failed(results: &mut [EventResult], index: usize, operation: &str, error: &StoreError) {
+    tracing::warn!(operation, error = %error, "storage failure");
+    results[index].status = EventStatus::Failed;
+    results[index].error = Some(STORAGE_RETRY.to_owned());
+}
+
+/// Swaps each user id for its subject pseudonym; the user ids go no further.
+async fn pseudonymise<S: IngestStore>(
+    tenant: &TenantId,
+    valid: Vec<(usize, vigil_shared::domain::Event)>,
+    deps: &Deps<S>,
+    results: &mut [EventResult],
+) -> Vec<Pending> {
+    let lookups: Vec<Option<String>> = valid
+        .iter()
+        .map(|(_, event)| event.user.as_deref().map(|user| deps.subject_lookup.lookup_key(tenant, user)))
+        .collect();
+    let distinct: Vec<String> = lookups
+        .iter()
+        .flatten()
+        .cloned()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let subjects: Result<HashMap<String, SubjectId>, StoreError> = if distinct.is_empty() {
+        Ok(HashMap::new())
+    } else {
+        deps.store.resolve_subjects(tenant, &distinct).await
+    };
+    let mut pending = Vec::with_capacity(valid.len());
+    for ((index, event), lookup) in valid.into_iter().zip(lookups) {
+        let subject = match (&lookup, &subjects) {
+            (None, _) => None,
+            (Some(lookup), Ok(subjects)) => match subjects.get(lookup) {
+                Some(subject) => Some(subject.clone()),
+                None => {
+                    let error = StoreError::Failed { operation: "resolve_subjects", detail: "pseudonym missing".into() };
+                    mark_failed(results, index, "resolve_subjects", &error);
+                    continue;
+                }
+            },
+            (Some(_), Err(error)) => {
+                mark_failed(results, index, "resolve_subjects", error);
+                continue;
+            }
+        };
+        pending.push(Pending { index, event: StoredEvent::pseudonymised(event, subject) });
+    }
+    pending
+}
+
+async fn drop_stored_duplicates<S: IngestStore>(
+    tenant: &TenantId,
+    pending: Vec<Pending>,
+    store: &S,
+    results: &mut [EventResult],
+) -> Vec<Pending> {
+    if pending.is_empty() {
+        return pending;
+    }
+    let refs: Vec<EventRef> = pending.iter().map(|p| (p.event.account.clone(), p.event.id.clone())).collect();
+    match store.existing_events(tenant, &refs).await {
+        Ok(existing) => pending
+            .into_iter()
+            .zip(refs)
+            .filter_map(|(p, key)| {
+                if existing.contains(&key) {
+                    results[p.index].status = EventStatus::Duplicate;
+                    None
+                } else {
+                    Some(p)
+                }
+            })
+            .collect(),
+        Err(error) => {
+            for p in &pending {
+                mark_failed(results, p.index, "existing_events", &error);
+            }
+            Vec::new()
+        }
+    }
+}
+
+async fn store_and_count<S: IngestStore>(
+    tenant: &TenantId,
+    pending: Vec<Pending>,
+    store: &S,
+    results: &mut [EventResult],
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let events: Vec<StoredEvent> = pending.iter().map(|p| p.event.clone()).collect();
+    let mut written = vec![true; pending.len()];
+    for (i, error) in store.put_events(tenant, &events).await {
+        written[i] = false;
+        mark_failed(results, pending[i].index, "put_events", &error);
+    }
+    let stored: Vec<&Pending> = pending.iter().zip(&written).filter(|(_, ok)| **ok).map(|(p, _)| p).collect();
+    let deltas = AggregateDelta::group(stored.iter().map(|p| &p.event));
+    let failures = store.add_aggregates(tenant, &deltas).await;
+    if failures.is_empty() {
+        return;
+    }
+    // Uncounted events are removed, so that the client's retry stores and counts them.
+    let failed_groups: HashSet<(String, String)> = failures
+        .iter()
+        .map(|(i, _)| (deltas[*i].account.as_str().to_owned(), deltas[*i].hour.label()))
+        .collect();
+    let uncounted: Vec<&Pending> = stored
+        .into_iter()
+        .filter(|p| failed_groups.contains(&(p.event.account.as_str().to_owned(), p.event.hour().label())))
+        .collect();
+    let refs: Vec<EventRef> = uncounted.iter().map(|p| (p.event.account.clone(), p.event.id.clone())).collect();
+    let undo_failures = store.delete_events(tenant, &refs).await;
+    let kept: HashSet<usize> = undo_failures.iter().map(|(i, _)| *i).collect();
+    let (_, aggregate_error) = &failures[0];
+    for (i, p) in uncounted.iter().enumerate() {
+        if kept.contains(&i) {
+            // Stored but not counted, and could not be removed: the aggregate drifts by
+            // this event. Reported as accepted (a retry would be a duplicate) and alarmed on.
+            tracing::error!(event_index = p.index, "aggregate drift: event stored but not counted");
+        } else {
+            mark_failed(results, p.index, "add_aggregates", aggregate_error);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::http::HeaderValue;
+    use serde_json::{json, Value};
+    use vigil_shared::mocks::MemoryStore;
+
+    fn deps() -> Deps<MemoryStore> {
+        Deps {
+            store: MemoryStore::default(),
+            subject_lookup: SubjectLookup::new([7; 32]),
+            limits: Limits::default(),
+            clock: || time::macros::datetime!(2026-11-01 12:00 UTC),
+        }
+    }
+
+    fn post(body: &str) -> ApiGatewayV2httpRequest {
+        let mut request = ApiGatewayV2httpRequest::default();
+        request.headers.insert("content-type", HeaderValue::from_static("application/json"));
+        request.headers.insert("x-vigil-tenant", HeaderValue::from_static("t1"));
+        request.body = Some(body.to_owned());
+        request
+    }
+
+    fn body_of(response: &ApiGatewayV2httpResponse) -> Value {
+        match &response.body {
+            Some(aws_lambda_events::encodings::Body::Text(text)) => serde_json::from_str(text).expect("json"),
+            other => panic!("unexpected body {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn stores_once_and_counts_once() {
+        let deps = deps();
+        let batch = json!({"events": [
+            {"id": "e-1", "time": "2026-11-01T10:00:00Z", "source": "api_call", "account": "acme", "user": "u-42",
+             "data": {"endpoint": "/v1/pay", "method": "POST", "status": 201, "latency_ms": 83, "units": 1}},
+            {"id": "e-1", "time": "2026-11-01T10:00:00Z", "source": "api_call", "account": "acme", "user": "u-42",
+             "data": {"endpoint": "/v1/pay", "method": "POST", "status": 201, "latency_ms": 83, "units": 1}},
+            {"id": "e-2", "time": "2026-11-01T10:00:00Z", "source": "product", "account": "acme",
+             "data": {"feature": 3}}
+        ]})
+        .to_string();
+        let first = handle(&post(&batch), &deps).await;
+        assert_eq!(first.status_code, 200);
+        let body = body_of(&first);
+        assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64(), body["rejected"].as_u64()), (Some(1), Some(1), Some(1)));
+        assert_eq!(body["results"][2]["error"], "data.feature: expected a string");
+        let again = body_of(&handle(&post(&batch), &deps).await);
+        assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(2)));
+        assert_eq!(deps.store.events.lock().expect("lock").len(), 1);
+        let aggregates = deps.store.aggregates.lock().expect("lock");
+        let counters = aggregates.values().next().expect("one aggregate");
+        assert!(counters.contains(&("calls".to_owned(), 1)));
+    }
+
+    #[tokio::test]
+    async fn whole_request_errors_have_their_status() {
+        let deps = deps();
+        assert_eq!(handle(&post("{"), &deps).await.status_code, 400);
+        let mut no_tenant = post("{\"events\": []}");
+        no_tenant.headers.remove("x-vigil-tenant");
+        assert_eq!(handle(&no_tenant, &deps).await.status_code, 401);
+        let mut text = post("{}");
+        text.headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        assert_eq!(handle(&text, &deps).await.status_code, 415);
+        let big = format!("{{\"events\": [\"{}\"]}}", "x".repeat(MAX_BODY_BYTES));
+        assert_eq!(handle(&post(&big), &deps).await.status_code, 413);
+    }
+}
