@@ -6,12 +6,15 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-use crate::config::Config;
 use crate::retry::RetryPolicy;
 
 /// Loads credentials and region the standard way. With an endpoint override (local
 /// stack, tests) it uses dummy credentials so no AWS account is ever needed.
-pub async fn sdk_config(config: &Config, retry: RetryPolicy) -> SdkConfig {
+pub async fn sdk_config(
+    endpoint_url: Option<&str>,
+    region: Option<&str>,
+    retry: RetryPolicy,
+) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(
             RetryConfig::standard()
@@ -25,16 +28,16 @@ pub async fn sdk_config(config: &Config, retry: RetryPolicy) -> SdkConfig {
                 .operation_timeout(Duration::from_secs(20))
                 .build(),
         );
-    if let Some(region) = &config.region {
-        loader = loader.region(Region::new(region.clone()));
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
     }
-    if let Some(endpoint) = &config.endpoint_url {
+    if let Some(endpoint) = endpoint_url {
         loader = loader
             .endpoint_url(endpoint)
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
                 "local", "local", None, None, "vigil-local",
             ));
-        if config.region.is_none() {
+        if region.is_none() {
             loader = loader.region(Region::new("eu-west-3"));
         }
     }

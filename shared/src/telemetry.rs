@@ -12,6 +12,7 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
+        .flatten_event(true)
         .with_current_span(false)
         .without_time()
         .with_target(false)

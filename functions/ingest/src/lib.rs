@@ -46,7 +46,8 @@ impl Deps<DynamoStore> {
     /// Builds the SDK clients and derives the subject lookup secret (one KMS call).
     pub async fn connect(config: &Config) -> Result<Self, InitError> {
         let retry = RetryPolicy::default();
-        let sdk = aws::sdk_config(config, retry).await;
+        let sdk =
+            aws::sdk_config(config.endpoint_url.as_deref(), config.region.as_deref(), retry).await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let kms_client = aws_sdk_kms::Client::new(&sdk);
         let subject_lookup =

@@ -1,0 +1,491 @@
+//! Creates template.yaml's resources in the emulator with direct SDK calls
+//! (moto's CloudFormation silently drops SSE, TTL, PITR, versioning and
+//! public-access blocks, so it is not used). A property this code does not know
+//! is an error, so the template and the local stack cannot drift apart.
+
+use std::collections::HashMap;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType,
+    SseSpecification, SseType, TimeToLiveSpecification,
+};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ObjectOwnership,
+    OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    VersioningConfiguration,
+};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::template::{Physical, Resolver, Template, TemplateError};
+
+/// The account id moto reports.
+pub const LOCAL_ACCOUNT_ID: &str = "123456789012";
+
+#[derive(Debug, Error)]
+pub enum ProvisionError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("{resource}: property {property} is not supported by the local stack")]
+    Unsupported { resource: String, property: String },
+    #[error("{resource}: {detail}")]
+    Aws { resource: String, detail: String },
+}
+
+fn aws_error(resource: &str, error: impl std::error::Error) -> ProvisionError {
+    ProvisionError::Aws {
+        resource: resource.to_owned(),
+        detail: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
+    }
+}
+
+/// A route of the HTTP API and the function behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalFunction {
+    pub logical_id: String,
+    /// The crate binary (`Metadata.BuildProperties.Binary`): picks the handler.
+    pub binary: String,
+    /// `Environment.Variables` with local names substituted.
+    pub environment: HashMap<String, String>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub stack_name: String,
+    pub region: String,
+    pub resources: HashMap<String, Physical>,
+    pub functions: Vec<LocalFunction>,
+}
+
+impl Provisioned {
+    pub fn reference(&self, logical_id: &str) -> Option<&str> {
+        self.resources.get(logical_id).map(|p| p.reference.as_str())
+    }
+}
+
+fn check_known(resource: &str, props: &Value, known: &[&str]) -> Result<(), ProvisionError> {
+    if let Some(object) = props.as_object() {
+        if let Some(unknown) = object.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(ProvisionError::Unsupported {
+                resource: resource.to_owned(),
+                property: unknown.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn text<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(value, |v, key| v.get(key))?.as_str()
+}
+
+fn truthy(value: Option<&Value>) -> bool {
+    matches!(value, Some(Value::Bool(true))) || matches!(value, Some(Value::String(s)) if s == "true")
+}
+
+/// Creates every resource of `template` under `stack_name`, in dependency order.
+pub async fn provision(
+    template: &Template,
+    sdk: &SdkConfig,
+    stack_name: &str,
+) -> Result<Provisioned, ProvisionError> {
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "eu-west-3".to_owned());
+    let kms = aws_sdk_kms::Client::new(sdk);
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+    let mut resources: HashMap<String, Physical> = HashMap::new();
+    let mut functions = Vec::new();
+
+    // Kinds in dependency order; within a kind, the template's order.
+    let order = [
+        "AWS::KMS::Key",
+        "AWS::KMS::Alias",
+        "AWS::Logs::LogGroup",
+        "AWS::DynamoDB::Table",
+        "AWS::S3::Bucket",
+        "AWS::S3::BucketPolicy",
+        "AWS::Serverless::HttpApi",
+        "AWS::Serverless::Function",
+    ];
+    if let Some(other) = template.resources.iter().find(|r| !order.contains(&r.kind.as_str())) {
+        return Err(ProvisionError::Unsupported {
+            resource: other.logical_id.clone(),
+            property: format!("Type {}", other.kind),
+        });
+    }
+    for kind in order {
+        for resource in template.of_kind(kind) {
+            let id = resource.logical_id.as_str();
+            let props = Resolver {
+                stack_name,
+                region: &region,
+                account_id: LOCAL_ACCOUNT_ID,
+                parameters: &template.parameter_defaults,
+                resources: &resources,
+            }
+            .resolve(&resource.properties)?;
+            let physical = match kind {
+                "AWS::KMS::Key" => create_key(&kms, id, &props).await?,
+                "AWS::KMS::Alias" => {
+                    let name = text(&props, &["AliasName"]).unwrap_or_default().to_owned();
+                    kms.create_alias()
+                        .alias_name(&name)
+                        .target_key_id(text(&props, &["TargetKeyId"]).unwrap_or_default())
+                        .send()
+                        .await
+                        .map_err(|e| aws_error(id, e))?;
+                    Physical { reference: name, ..Physical::default() }
+                }
+                "AWS::DynamoDB::Table" => {
+                    create_table(&dynamodb, id, &format!("{stack_name}-{id}"), &props).await?
+                }
+                "AWS::S3::Bucket" => {
+                    let name = format!("{stack_name}-{id}").to_lowercase();
+                    create_bucket(&s3, id, &name, &region, &props).await?
+                }
+                "AWS::S3::BucketPolicy" => {
+                    check_known(id, &props, &["Bucket", "PolicyDocument"])?;
+                    s3.put_bucket_policy()
+                        .bucket(text(&props, &["Bucket"]).unwrap_or_default())
+                        .policy(props["PolicyDocument"].to_string())
+                        .send()
+                        .await
+                        .map_err(|e| aws_error(id, e))?;
+                    Physical { reference: id.to_owned(), ..Physical::default() }
+                }
+                "AWS::Serverless::Function" => {
+                    let binary = resource
+                        .metadata
+                        .get("BuildProperties")
+                        .and_then(|b| b.get("Binary"))
+                        .and_then(|b| b.as_str())
+                        .ok_or_else(|| ProvisionError::Unsupported {
+                            resource: id.to_owned(),
+                            property: "Metadata.BuildProperties.Binary (missing)".into(),
+                        })?
+                        .to_owned();
+                    functions.push(local_function(id, binary, &props));
+                    Physical { reference: format!("{stack_name}-{id}"), ..Physical::default() }
+                }
+                // Log groups and the HTTP API have no emulator counterpart: the local
+                // server is the API, and logs go to the terminal.
+                _ => {
+                    let name = format!("{stack_name}-{id}");
+                    let arn = format!("arn:aws:local:{region}:{LOCAL_ACCOUNT_ID}:{name}");
+                    Physical { reference: name, attributes: [("Arn".to_owned(), arn)].into() }
+                }
+            };
+            resources.insert(id.to_owned(), physical);
+        }
+    }
+    Ok(Provisioned {
+        stack_name: stack_name.to_owned(),
+        region,
+        resources,
+        functions,
+    })
+}
+
+fn local_function(id: &str, binary: String, props: &Value) -> LocalFunction {
+    let environment = props
+        .pointer("/Environment/Variables")
+        .and_then(Value::as_object)
+        .map(|vars| {
+            vars.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let routes = props
+        .get("Events")
+        .and_then(Value::as_object)
+        .map(|events| {
+            events
+                .values()
+                .filter(|e| text(e, &["Type"]) == Some("HttpApi"))
+                .filter_map(|e| {
+                    Some(Route {
+                        method: text(e, &["Properties", "Method"])?.to_uppercase(),
+                        path: text(e, &["Properties", "Path"])?.to_owned(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    LocalFunction {
+        logical_id: id.to_owned(),
+        binary,
+        environment,
+        routes,
+    }
+}
+
+async fn create_key(kms: &aws_sdk_kms::Client, id: &str, props: &Value) -> Result<Physical, ProvisionError> {
+    check_known(
+        id,
+        props,
+        &["Description", "EnableKeyRotation", "PendingWindowInDays", "KeyPolicy", "KeySpec", "KeyUsage"],
+    )?;
+    let mut request = kms.create_key().description(text(props, &["Description"]).unwrap_or(id));
+    if let Some(spec) = text(props, &["KeySpec"]) {
+        request = request.key_spec(spec.into());
+    }
+    if let Some(usage) = text(props, &["KeyUsage"]) {
+        request = request.key_usage(usage.into());
+    }
+    if let Some(policy) = props.get("KeyPolicy") {
+        request = request.policy(policy.to_string());
+    }
+    let out = request.send().await.map_err(|e| aws_error(id, e))?;
+    let metadata = out.key_metadata.ok_or_else(|| ProvisionError::Aws {
+        resource: id.to_owned(),
+        detail: "CreateKey returned no metadata".into(),
+    })?;
+    if truthy(props.get("EnableKeyRotation")) {
+        kms.enable_key_rotation()
+            .key_id(&metadata.key_id)
+            .send()
+            .await
+            .map_err(|e| aws_error(id, e))?;
+    }
+    Ok(Physical {
+        reference: metadata.key_id.clone(),
+        attributes: [("Arn".to_owned(), metadata.arn.unwrap_or_default())].into(),
+    })
+}
+
+fn key_schema(id: &str, value: &Value) -> Result<Vec<KeySchemaElement>, ProvisionError> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|element| {
+            KeySchemaElement::builder()
+                .attribute_name(text(element, &["AttributeName"]).unwrap_or_default())
+                .key_type(KeyType::from(text(element, &["KeyType"]).unwrap_or_default()))
+                .build()
+                .map_err(|e| aws_error(id, e))
+        })
+        .collect()
+}
+
+async fn create_table(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    id: &str,
+    name: &str,
+    props: &Value,
+) -> Result<Physical, ProvisionError> {
+    check_known(
+        id,
+        props,
+        &[
+            "BillingMode",
+            "AttributeDefinitions",
+            "KeySchema",
+            "GlobalSecondaryIndexes",
+            "SSESpecification",
+            "PointInTimeRecoverySpecification",
+            "TimeToLiveSpecification",
+            "DeletionProtectionEnabled",
+        ],
+    )?;
+    let mut request = dynamodb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::from(text(props, &["BillingMode"]).unwrap_or("PAY_PER_REQUEST")))
+        .set_key_schema(Some(key_schema(id, &props["KeySchema"])?))
+        .deletion_protection_enabled(truthy(props.get("DeletionProtectionEnabled")));
+    for definition in props["AttributeDefinitions"].as_array().into_iter().flatten() {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(text(definition, &["AttributeName"]).unwrap_or_default())
+                .attribute_type(ScalarAttributeType::from(text(definition, &["AttributeType"]).unwrap_or_default()))
+                .build()
+                .map_err(|e| aws_error(id, e))?,
+        );
+    }
+    for index in props["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
+        let mut projection = Projection::builder().projection_type(ProjectionType::from(
+            text(index, &["Projection", "ProjectionType"]).unwrap_or("ALL"),
+        ));
+        for attribute in index.pointer("/Projection/NonKeyAttributes").and_then(Value::as_array).into_iter().flatten() {
+            projection = projection.non_key_attributes(attribute.as_str().unwrap_or_default());
+        }
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(text(index, &["IndexName"]).unwrap_or_default())
+                .set_key_schema(Some(key_schema(id, &index["KeySchema"])?))
+                .projection(projection.build())
+                .build()
+                .map_err(|e| aws_error(id, e))?,
+        );
+    }
+    if let Some(sse) = props.get("SSESpecification") {
+        request = request.sse_specification(
+            SseSpecification::builder()
+                .enabled(truthy(sse.get("SSEEnabled")))
+                .sse_type(SseType::from(text(sse, &["SSEType"]).unwrap_or("KMS")))
+                .set_kms_master_key_id(text(sse, &["KMSMasterKeyId"]).map(str::to_owned))
+                .build(),
+        );
+    }
+    let out = request.send().await.map_err(|e| aws_error(id, e))?;
+    if let Some(ttl) = props.get("TimeToLiveSpecification") {
+        dynamodb
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(text(ttl, &["AttributeName"]).unwrap_or_default())
+                    .enabled(truthy(ttl.get("Enabled")))
+                    .build()
+                    .map_err(|e| aws_error(id, e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error(id, e))?;
+    }
+    if truthy(props.pointer("/PointInTimeRecoverySpecification/PointInTimeRecoveryEnabled")) {
+        dynamodb
+            .update_continuous_backups()
+            .table_name(name)
+            .point_in_time_recovery_specification(
+                PointInTimeRecoverySpecification::builder()
+                    .point_in_time_recovery_enabled(true)
+                    .build()
+                    .map_err(|e| aws_error(id, e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error(id, e))?;
+    }
+    let arn = out
+        .table_description
+        .and_then(|d| d.table_arn)
+        .unwrap_or_default();
+    Ok(Physical {
+        reference: name.to_owned(),
+        attributes: [("Arn".to_owned(), arn)].into(),
+    })
+}
+
+async fn create_bucket(
+    s3: &aws_sdk_s3::Client,
+    id: &str,
+    name: &str,
+    region: &str,
+    props: &Value,
+) -> Result<Physical, ProvisionError> {
+    check_known(
+        id,
+        props,
+        &["BucketEncryption", "VersioningConfiguration", "PublicAccessBlockConfiguration", "OwnershipControls"],
+    )?;
+    s3.create_bucket()
+        .bucket(name)
+        .create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| aws_error(id, e))?;
+    for rule in props
+        .pointer("/BucketEncryption/ServerSideEncryptionConfiguration")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let default = ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(ServerSideEncryption::from(
+                text(rule, &["ServerSideEncryptionByDefault", "SSEAlgorithm"]).unwrap_or("aws:kms"),
+            ))
+            .set_kms_master_key_id(
+                text(rule, &["ServerSideEncryptionByDefault", "KMSMasterKeyID"]).map(str::to_owned),
+            )
+            .build()
+            .map_err(|e| aws_error(id, e))?;
+        s3.put_bucket_encryption()
+            .bucket(name)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(
+                        ServerSideEncryptionRule::builder()
+                            .apply_server_side_encryption_by_default(default)
+                            .bucket_key_enabled(truthy(rule.get("BucketKeyEnabled")))
+                            .build(),
+                    )
+                    .build()
+                    .map_err(|e| aws_error(id, e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error(id, e))?;
+    }
+    if let Some(status) = text(props, &["VersioningConfiguration", "Status"]) {
+        s3.put_bucket_versioning()
+            .bucket(name)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::from(status))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error(id, e))?;
+    }
+    if let Some(block) = props.get("PublicAccessBlockConfiguration") {
+        s3.put_public_access_block()
+            .bucket(name)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(truthy(block.get("BlockPublicAcls")))
+                    .block_public_policy(truthy(block.get("BlockPublicPolicy")))
+                    .ignore_public_acls(truthy(block.get("IgnorePublicAcls")))
+                    .restrict_public_buckets(truthy(block.get("RestrictPublicBuckets")))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error(id, e))?;
+    }
+    if let Some(ownership) = props
+        .pointer("/OwnershipControls/Rules/0/ObjectOwnership")
+        .and_then(Value::as_str)
+    {
+        s3.put_bucket_ownership_controls()
+            .bucket(name)
+            .ownership_controls(
+                OwnershipControls::builder()
+                    .rules(
+                        OwnershipControlsRule::builder()
+                            .object_ownership(ObjectOwnership::from(ownership))
+                            .build()
+                            .map_err(|e| aws_error(id, e))?,
+                    )
+                    .build()
+                    .map_err(|e| aws_error(id, e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error(id, e))?;
+    }
+    Ok(Physical {
+        reference: name.to_owned(),
+        attributes: [("Arn".to_owned(), format!("arn:aws:s3:::{name}"))].into(),
+    })
+}
