@@ -34,7 +34,10 @@ pub fn error_response(
 }
 
 /// Tells the client when to try again (storage unavailable, throttled).
-pub fn with_retry_after(mut response: ApiGatewayV2httpResponse, seconds: u32) -> ApiGatewayV2httpResponse {
+pub fn with_retry_after(
+    mut response: ApiGatewayV2httpResponse,
+    seconds: u32,
+) -> ApiGatewayV2httpResponse {
     if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
         response.headers.insert(RETRY_AFTER, value);
     }

@@ -32,11 +32,9 @@ pub async fn sdk_config(
         loader = loader.region(Region::new(region.to_owned()));
     }
     if let Some(endpoint) = endpoint_url {
-        loader = loader
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local", "local", None, None, "vigil-local",
-            ));
+        loader = loader.endpoint_url(endpoint).credentials_provider(
+            aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "vigil-local"),
+        );
         if region.is_none() {
             loader = loader.region(Region::new("eu-west-3"));
         }

@@ -7,15 +7,22 @@ use crate::domain::{AggregateDelta, StoredEvent, SubjectId, TenantId};
 use crate::keys;
 use crate::ports::{EventRef, Failures, IngestStore, StoreError};
 
+/// (pk, sk) of an item.
+pub type ItemKey = (String, String);
+/// Counter name and total.
+pub type Counters = Vec<(String, u64)>;
+
 #[derive(Default)]
 pub struct MemoryStore {
     pub subjects: Mutex<HashMap<String, SubjectId>>,
-    pub events: Mutex<HashMap<(String, String), StoredEvent>>,
-    pub aggregates: Mutex<HashMap<(String, String), Vec<(String, u64)>>>,
+    pub events: Mutex<HashMap<ItemKey, StoredEvent>>,
+    pub aggregates: Mutex<HashMap<ItemKey, Counters>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl IngestStore for MemoryStore {
@@ -56,7 +63,10 @@ impl IngestStore for MemoryStore {
         let mut stored = lock(&self.events);
         for event in events {
             stored.insert(
-                (keys::account_pk(tenant, &event.account), keys::event_sk(&event.id)),
+                (
+                    keys::account_pk(tenant, &event.account),
+                    keys::event_sk(&event.id),
+                ),
                 event.clone(),
             );
         }
@@ -67,7 +77,10 @@ impl IngestStore for MemoryStore {
         let mut aggregates = lock(&self.aggregates);
         for delta in deltas {
             let counters = aggregates
-                .entry((keys::account_pk(tenant, &delta.account), keys::aggregate_sk(delta.hour)))
+                .entry((
+                    keys::account_pk(tenant, &delta.account),
+                    keys::aggregate_sk(delta.hour),
+                ))
                 .or_default();
             for (name, amount) in delta.counters() {
                 match counters.iter_mut().find(|(n, _)| *n == name) {

@@ -25,7 +25,9 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The ceiling of the delay before retry number `retry` (1-based).
     pub fn delay_cap(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(retry.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.base_delay
             .checked_mul(factor)
             .unwrap_or(self.max_delay)

@@ -1,1 +1,186 @@
+//! Test support: a private copy of the local stack per test, behind a fault proxy.
+//!
+//! Each `TestStack` provisions template.yaml's resources under its own stack name
+//! in the shared emulator (started by `infra/test`), starts a fault proxy in front
+//! of the emulator, and serves the API on a free port with the real handlers,
+//! whose SDK clients go through the proxy. Assertions read the emulator directly.
 
+pub mod proxy;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
+use vigil_local::{provision_from, repo_template, start, LocalApi, Provisioned, RunningServer};
+
+pub use proxy::{Fault, FaultProxy};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Where `infra/test` started the emulator.
+pub fn emulator_url() -> String {
+    std::env::var("VIGIL_TEST_EMULATOR").unwrap_or_else(|_| {
+        panic!("VIGIL_TEST_EMULATOR is not set: run the tests with ./infra/test, which starts the emulator")
+    })
+}
+
+pub struct TestStack {
+    pub api: String,
+    pub http: reqwest::Client,
+    /// Straight to the emulator, for assertions (not through the proxy).
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub proxy: FaultProxy,
+    pub stack: Provisioned,
+    server: Option<RunningServer>,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl TestStack {
+    pub async fn start() -> Self {
+        let emulator = emulator_url();
+        // Short, lowercase and unique across test processes: bucket names allow no more.
+        let stack_name = format!(
+            "t{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            rand_suffix()
+        );
+        let stack = provision_from(&repo_template(), &emulator, &stack_name)
+            .await
+            .expect("provision the stack from template.yaml");
+        let proxy = FaultProxy::start(&emulator)
+            .await
+            .expect("start the fault proxy");
+        let api = LocalApi::build(&stack, &proxy.url())
+            .await
+            .expect("build the handlers");
+        let server = start(api, ([127, 0, 0, 1], 0).into())
+            .await
+            .expect("start the local API");
+        let sdk = vigil_local::emulator_config(&emulator).await;
+        proxy.reset_counts();
+        Self {
+            api: format!("http://{}", server.addr),
+            http: reqwest::Client::new(),
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            proxy,
+            stack,
+            server: Some(server),
+        }
+    }
+
+    pub fn table(&self, logical_id: &str) -> String {
+        self.stack
+            .reference(logical_id)
+            .unwrap_or_else(|| panic!("no resource {logical_id} in the stack"))
+            .to_owned()
+    }
+
+    /// POSTs a raw body to /v1/events as `tenant` (None: no tenant header).
+    pub async fn post_raw(
+        &self,
+        tenant: Option<&str>,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/events", self.api))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(tenant) = tenant {
+            request = request.header("x-vigil-tenant", tenant);
+        }
+        let response = request.send().await.expect("request reaches the local API");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("response is not JSON: {text}"));
+        (status, body)
+    }
+
+    pub async fn post_events(&self, tenant: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(Some(tenant), "application/json", body.to_string())
+            .await
+    }
+
+    /// Every item of a table, read from the emulator.
+    pub async fn scan(&self, logical_id: &str) -> Vec<Item> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .dynamodb
+                .scan()
+                .table_name(self.table(logical_id))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return items;
+            }
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}", nanos % 0xfffff)
+}
+
+/// A string attribute of an item.
+pub fn s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// A number attribute of an item.
+pub fn n(item: &Item, name: &str) -> Option<u64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// An RFC 3339 time `hours_ago` hours before now, on the given minute: always inside the accepted window.
+pub fn hours_ago(hours: i64, minute: u8) -> String {
+    let t = time::OffsetDateTime::now_utc() - time::Duration::hours(hours);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:00Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        minute
+    )
+}
+
+/// An api_call event in the wire format.
+pub fn api_call(id: &str, account: &str, time: &str, status: u16) -> Value {
+    serde_json::json!({
+        "id": id, "time": time, "source": "api_call", "account": account, "user": format!("user-{id}"),
+        "data": {"endpoint": "/v1/pay", "method": "POST", "status": status, "latency_ms": 80, "units": 2}
+    })
+}
+
+/// A batch of `count` api_call events for one account and hour.
+pub fn batch(prefix: &str, count: usize, account: &str, time: &str) -> Value {
+    let events: Vec<Value> = (0..count)
+        .map(|i| api_call(&format!("{prefix}-{i}"), account, time, 200))
+        .collect();
+    serde_json::json!({ "events": events })
+}

@@ -21,7 +21,9 @@ use vigil_shared::api::{error_response, json_response, with_retry_after};
 use vigil_shared::config::Config;
 use vigil_shared::crypto::{CryptoError, SubjectLookup};
 use vigil_shared::domain::validate::event_id_hint;
-use vigil_shared::domain::{validate_event, AggregateDelta, Limits, StoredEvent, SubjectId, TenantId};
+use vigil_shared::domain::{
+    validate_event, AggregateDelta, Limits, StoredEvent, SubjectId, TenantId,
+};
 use vigil_shared::ports::{EventRef, IngestStore, StoreError};
 use vigil_shared::retry::RetryPolicy;
 use vigil_shared::{aws, telemetry};
@@ -46,8 +48,12 @@ impl Deps<DynamoStore> {
     /// Builds the SDK clients and derives the subject lookup secret (one KMS call).
     pub async fn connect(config: &Config) -> Result<Self, InitError> {
         let retry = RetryPolicy::default();
-        let sdk =
-            aws::sdk_config(config.endpoint_url.as_deref(), config.region.as_deref(), retry).await;
+        let sdk = aws::sdk_config(
+            config.endpoint_url.as_deref(),
+            config.region.as_deref(),
+            retry,
+        )
+        .await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let kms_client = aws_sdk_kms::Client::new(&sdk);
         let subject_lookup =
@@ -122,8 +128,19 @@ pub async fn handle<S: IngestStore>(
             }
         }
         Err(error) => {
-            tracing::info!(request_id, cold_start, status = error.status(), code = error.code(), "request refused");
-            error_response(error.status(), error.code(), &error.to_string(), &request_id)
+            tracing::info!(
+                request_id,
+                cold_start,
+                status = error.status(),
+                code = error.code(),
+                "request refused"
+            );
+            error_response(
+                error.status(),
+                error.code(),
+                &error.to_string(),
+                &request_id,
+            )
         }
     }
 }
@@ -140,7 +157,8 @@ fn log_outcome(tenant: &TenantId, body: &IngestResponse, cold_start: bool) {
         dropped_fields = body.dropped_fields,
         "batch ingested"
     );
-    let now_ms = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let now_ms =
+        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     println!(
         "{}",
         telemetry::emf_line(
@@ -235,7 +253,12 @@ async fn pseudonymise<S: IngestStore>(
 ) -> Vec<Pending> {
     let lookups: Vec<Option<String>> = valid
         .iter()
-        .map(|(_, event)| event.user.as_deref().map(|user| deps.subject_lookup.lookup_key(tenant, user)))
+        .map(|(_, event)| {
+            event
+                .user
+                .as_deref()
+                .map(|user| deps.subject_lookup.lookup_key(tenant, user))
+        })
         .collect();
     let distinct: Vec<String> = lookups
         .iter()
@@ -256,7 +279,10 @@ async fn pseudonymise<S: IngestStore>(
             (Some(lookup), Ok(subjects)) => match subjects.get(lookup) {
                 Some(subject) => Some(subject.clone()),
                 None => {
-                    let error = StoreError::Failed { operation: "resolve_subjects", detail: "pseudonym missing".into() };
+                    let error = StoreError::Failed {
+                        operation: "resolve_subjects",
+                        detail: "pseudonym missing".into(),
+                    };
                     mark_failed(results, index, "resolve_subjects", &error);
                     continue;
                 }
@@ -266,7 +292,10 @@ async fn pseudonymise<S: IngestStore>(
                 continue;
             }
         };
-        pending.push(Pending { index, event: StoredEvent::pseudonymised(event, subject) });
+        pending.push(Pending {
+            index,
+            event: StoredEvent::pseudonymised(event, subject),
+        });
     }
     pending
 }
@@ -280,7 +309,10 @@ async fn drop_stored_duplicates<S: IngestStore>(
     if pending.is_empty() {
         return pending;
     }
-    let refs: Vec<EventRef> = pending.iter().map(|p| (p.event.account.clone(), p.event.id.clone())).collect();
+    let refs: Vec<EventRef> = pending
+        .iter()
+        .map(|p| (p.event.account.clone(), p.event.id.clone()))
+        .collect();
     match store.existing_events(tenant, &refs).await {
         Ok(existing) => pending
             .into_iter()
@@ -318,7 +350,12 @@ async fn store_and_count<S: IngestStore>(
         written[i] = false;
         mark_failed(results, pending[i].index, "put_events", &error);
     }
-    let stored: Vec<&Pending> = pending.iter().zip(&written).filter(|(_, ok)| **ok).map(|(p, _)| p).collect();
+    let stored: Vec<&Pending> = pending
+        .iter()
+        .zip(&written)
+        .filter(|(_, ok)| **ok)
+        .map(|(p, _)| p)
+        .collect();
     let deltas = AggregateDelta::group(stored.iter().map(|p| &p.event));
     let failures = store.add_aggregates(tenant, &deltas).await;
     if failures.is_empty() {
@@ -327,13 +364,23 @@ async fn store_and_count<S: IngestStore>(
     // Uncounted events are removed, so that the client's retry stores and counts them.
     let failed_groups: HashSet<(String, String)> = failures
         .iter()
-        .map(|(i, _)| (deltas[*i].account.as_str().to_owned(), deltas[*i].hour.label()))
+        .map(|(i, _)| {
+            (
+                deltas[*i].account.as_str().to_owned(),
+                deltas[*i].hour.label(),
+            )
+        })
         .collect();
     let uncounted: Vec<&Pending> = stored
         .into_iter()
-        .filter(|p| failed_groups.contains(&(p.event.account.as_str().to_owned(), p.event.hour().label())))
+        .filter(|p| {
+            failed_groups.contains(&(p.event.account.as_str().to_owned(), p.event.hour().label()))
+        })
         .collect();
-    let refs: Vec<EventRef> = uncounted.iter().map(|p| (p.event.account.clone(), p.event.id.clone())).collect();
+    let refs: Vec<EventRef> = uncounted
+        .iter()
+        .map(|p| (p.event.account.clone(), p.event.id.clone()))
+        .collect();
     let undo_failures = store.delete_events(tenant, &refs).await;
     let kept: HashSet<usize> = undo_failures.iter().map(|(i, _)| *i).collect();
     let (_, aggregate_error) = &failures[0];
@@ -341,7 +388,10 @@ async fn store_and_count<S: IngestStore>(
         if kept.contains(&i) {
             // Stored but not counted, and could not be removed: the aggregate drifts by
             // this event. Reported as accepted (a retry would be a duplicate) and alarmed on.
-            tracing::error!(event_index = p.index, "aggregate drift: event stored but not counted");
+            tracing::error!(
+                event_index = p.index,
+                "aggregate drift: event stored but not counted"
+            );
         } else {
             mark_failed(results, p.index, "add_aggregates", aggregate_error);
         }
@@ -366,15 +416,21 @@ mod tests {
 
     fn post(body: &str) -> ApiGatewayV2httpRequest {
         let mut request = ApiGatewayV2httpRequest::default();
-        request.headers.insert("content-type", HeaderValue::from_static("application/json"));
-        request.headers.insert("x-vigil-tenant", HeaderValue::from_static("t1"));
+        request
+            .headers
+            .insert("content-type", HeaderValue::from_static("application/json"));
+        request
+            .headers
+            .insert("x-vigil-tenant", HeaderValue::from_static("t1"));
         request.body = Some(body.to_owned());
         request
     }
 
     fn body_of(response: &ApiGatewayV2httpResponse) -> Value {
         match &response.body {
-            Some(aws_lambda_events::encodings::Body::Text(text)) => serde_json::from_str(text).expect("json"),
+            Some(aws_lambda_events::encodings::Body::Text(text)) => {
+                serde_json::from_str(text).expect("json")
+            }
             other => panic!("unexpected body {other:?}"),
         }
     }
@@ -394,10 +450,23 @@ mod tests {
         let first = handle(&post(&batch), &deps).await;
         assert_eq!(first.status_code, 200);
         let body = body_of(&first);
-        assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64(), body["rejected"].as_u64()), (Some(1), Some(1), Some(1)));
-        assert_eq!(body["results"][2]["error"], "data.feature: expected a string");
+        assert_eq!(
+            (
+                body["accepted"].as_u64(),
+                body["duplicates"].as_u64(),
+                body["rejected"].as_u64()
+            ),
+            (Some(1), Some(1), Some(1))
+        );
+        assert_eq!(
+            body["results"][2]["error"],
+            "data.feature: expected a string"
+        );
         let again = body_of(&handle(&post(&batch), &deps).await);
-        assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(2)));
+        assert_eq!(
+            (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+            (Some(0), Some(2))
+        );
         assert_eq!(deps.store.events.lock().expect("lock").len(), 1);
         let aggregates = deps.store.aggregates.lock().expect("lock");
         let counters = aggregates.values().next().expect("one aggregate");
@@ -412,7 +481,8 @@ mod tests {
         no_tenant.headers.remove("x-vigil-tenant");
         assert_eq!(handle(&no_tenant, &deps).await.status_code, 401);
         let mut text = post("{}");
-        text.headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        text.headers
+            .insert("content-type", HeaderValue::from_static("text/plain"));
         assert_eq!(handle(&text, &deps).await.status_code, 415);
         let big = format!("{{\"events\": [\"{}\"]}}", "x".repeat(MAX_BODY_BYTES));
         assert_eq!(handle(&post(&big), &deps).await.status_code, 413);

@@ -36,7 +36,9 @@ impl RequestError {
             RequestError::Tenant => 401,
             RequestError::UnsupportedMediaType => 415,
             RequestError::BodyTooLarge | RequestError::TooManyEvents(_) => 413,
-            RequestError::MalformedJson { .. } | RequestError::NotUtf8 | RequestError::Envelope(_) => 400,
+            RequestError::MalformedJson { .. }
+            | RequestError::NotUtf8
+            | RequestError::Envelope(_) => 400,
         }
     }
 
@@ -82,14 +84,20 @@ pub fn body_bytes(request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, RequestE
     }
     let raw = request.body.as_deref().unwrap_or_default();
     // Base64 is 4/3 of the payload: check the encoded size first to bound the decode.
-    let limit = if request.is_base64_encoded { MAX_BODY_BYTES / 3 * 4 + 4 } else { MAX_BODY_BYTES };
+    let limit = if request.is_base64_encoded {
+        MAX_BODY_BYTES / 3 * 4 + 4
+    } else {
+        MAX_BODY_BYTES
+    };
     if raw.len() > limit {
         return Err(RequestError::BodyTooLarge);
     }
     let bytes = if request.is_base64_encoded {
         base64::engine::general_purpose::STANDARD
             .decode(raw)
-            .map_err(|_| RequestError::Envelope("body is marked base64 but is not valid base64".into()))?
+            .map_err(|_| {
+                RequestError::Envelope("body is marked base64 but is not valid base64".into())
+            })?
     } else {
         raw.as_bytes().to_vec()
     };
@@ -123,13 +131,17 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<Vec<Value>, RequestError> {
         None => return Err(RequestError::Envelope("events: is required".into())),
     };
     if events.is_empty() {
-        return Err(RequestError::Envelope("events: must hold at least one event".into()));
+        return Err(RequestError::Envelope(
+            "events: must hold at least one event".into(),
+        ));
     }
     if events.len() > MAX_EVENTS {
         return Err(RequestError::TooManyEvents(events.len()));
     }
     if let Some(index) = events.iter().position(|event| !event.is_object()) {
-        return Err(RequestError::Envelope(format!("events[{index}]: expected an object")));
+        return Err(RequestError::Envelope(format!(
+            "events[{index}]: expected an object"
+        )));
     }
     Ok(events)
 }
@@ -155,11 +167,16 @@ mod tests {
             "unknown field \"event\" (the body holds only \"events\")"
         );
         assert_eq!(
-            parse_envelope(b"{\"events\": [1]}").unwrap_err().to_string(),
+            parse_envelope(b"{\"events\": [1]}")
+                .unwrap_err()
+                .to_string(),
             "events[0]: expected an object"
         );
         let many = format!("{{\"events\": [{}]}}", vec!["{}"; 501].join(","));
-        assert_eq!(parse_envelope(many.as_bytes()).unwrap_err(), RequestError::TooManyEvents(501));
+        assert_eq!(
+            parse_envelope(many.as_bytes()).unwrap_err(),
+            RequestError::TooManyEvents(501)
+        );
         assert_eq!(parse_envelope(b"{\"events\": [{}]}").expect("ok").len(), 1);
     }
 }

@@ -35,7 +35,11 @@ pub async fn emulator_config(endpoint: &str) -> SdkConfig {
 }
 
 /// Reads the template and creates its resources under `stack_name`.
-pub async fn provision_from(template_path: &Path, emulator: &str, stack_name: &str) -> Result<Provisioned, LocalError> {
+pub async fn provision_from(
+    template_path: &Path,
+    emulator: &str,
+    stack_name: &str,
+) -> Result<Provisioned, LocalError> {
     let template = Template::load(template_path)?;
     let sdk = emulator_config(emulator).await;
     Ok(provision(&template, &sdk, stack_name).await?)

@@ -26,10 +26,17 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--emulator" => args.emulator = value()?,
-            "--listen" => args.listen = value()?.parse().map_err(|_| format!("--listen: expected HOST:PORT\n{USAGE}"))?,
+            "--listen" => {
+                args.listen = value()?
+                    .parse()
+                    .map_err(|_| format!("--listen: expected HOST:PORT\n{USAGE}"))?
+            }
             "--stack" => args.stack = value()?,
             "--template" => args.template = PathBuf::from(value()?),
             "--state-file" => args.state_file = PathBuf::from(value()?),
@@ -62,7 +69,10 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let stack = provision_from(&args.template, &args.emulator, &args.stack).await?;
     let api = LocalApi::build(&stack, &args.emulator).await?;
-    let routes: Vec<String> = api.routes().map(|r| format!("{} {}", r.method, r.path)).collect();
+    let routes: Vec<String> = api
+        .routes()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
     let server = start(api, args.listen).await?;
 
     let mut resources: Vec<(String, String)> = stack
@@ -112,5 +122,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// An hour ago, on the hour: inside the accepted time window whenever the stack starts.
 fn sample_time() -> String {
     let t = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-    format!("{:04}-{:02}-{:02}T{:02}:00:00Z", t.year(), u8::from(t.month()), t.day(), t.hour())
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:00:00Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour()
+    )
 }

@@ -90,7 +90,8 @@ fn text<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 fn truthy(value: Option<&Value>) -> bool {
-    matches!(value, Some(Value::Bool(true))) || matches!(value, Some(Value::String(s)) if s == "true")
+    matches!(value, Some(Value::Bool(true)))
+        || matches!(value, Some(Value::String(s)) if s == "true")
 }
 
 /// Creates every resource of `template` under `stack_name`, in dependency order.
@@ -105,7 +106,11 @@ pub async fn provision(
         .unwrap_or_else(|| "eu-west-3".to_owned());
     let kms = aws_sdk_kms::Client::new(sdk);
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
     let mut resources: HashMap<String, Physical> = HashMap::new();
     let mut functions = Vec::new();
 
@@ -120,7 +125,11 @@ pub async fn provision(
         "AWS::Serverless::HttpApi",
         "AWS::Serverless::Function",
     ];
-    if let Some(other) = template.resources.iter().find(|r| !order.contains(&r.kind.as_str())) {
+    if let Some(other) = template
+        .resources
+        .iter()
+        .find(|r| !order.contains(&r.kind.as_str()))
+    {
         return Err(ProvisionError::Unsupported {
             resource: other.logical_id.clone(),
             property: format!("Type {}", other.kind),
@@ -147,7 +156,10 @@ pub async fn provision(
                         .send()
                         .await
                         .map_err(|e| aws_error(id, e))?;
-                    Physical { reference: name, ..Physical::default() }
+                    Physical {
+                        reference: name,
+                        ..Physical::default()
+                    }
                 }
                 "AWS::DynamoDB::Table" => {
                     create_table(&dynamodb, id, &format!("{stack_name}-{id}"), &props).await?
@@ -164,7 +176,10 @@ pub async fn provision(
                         .send()
                         .await
                         .map_err(|e| aws_error(id, e))?;
-                    Physical { reference: id.to_owned(), ..Physical::default() }
+                    Physical {
+                        reference: id.to_owned(),
+                        ..Physical::default()
+                    }
                 }
                 "AWS::Serverless::Function" => {
                     let binary = resource
@@ -178,14 +193,20 @@ pub async fn provision(
                         })?
                         .to_owned();
                     functions.push(local_function(id, binary, &props));
-                    Physical { reference: format!("{stack_name}-{id}"), ..Physical::default() }
+                    Physical {
+                        reference: format!("{stack_name}-{id}"),
+                        ..Physical::default()
+                    }
                 }
                 // Log groups and the HTTP API have no emulator counterpart: the local
                 // server is the API, and logs go to the terminal.
                 _ => {
                     let name = format!("{stack_name}-{id}");
                     let arn = format!("arn:aws:local:{region}:{LOCAL_ACCOUNT_ID}:{name}");
-                    Physical { reference: name, attributes: [("Arn".to_owned(), arn)].into() }
+                    Physical {
+                        reference: name,
+                        attributes: [("Arn".to_owned(), arn)].into(),
+                    }
                 }
             };
             resources.insert(id.to_owned(), physical);
@@ -205,7 +226,14 @@ fn local_function(id: &str, binary: String, props: &Value) -> LocalFunction {
         .and_then(Value::as_object)
         .map(|vars| {
             vars.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -233,13 +261,26 @@ fn local_function(id: &str, binary: String, props: &Value) -> LocalFunction {
     }
 }
 
-async fn create_key(kms: &aws_sdk_kms::Client, id: &str, props: &Value) -> Result<Physical, ProvisionError> {
+async fn create_key(
+    kms: &aws_sdk_kms::Client,
+    id: &str,
+    props: &Value,
+) -> Result<Physical, ProvisionError> {
     check_known(
         id,
         props,
-        &["Description", "EnableKeyRotation", "PendingWindowInDays", "KeyPolicy", "KeySpec", "KeyUsage"],
+        &[
+            "Description",
+            "EnableKeyRotation",
+            "PendingWindowInDays",
+            "KeyPolicy",
+            "KeySpec",
+            "KeyUsage",
+        ],
     )?;
-    let mut request = kms.create_key().description(text(props, &["Description"]).unwrap_or(id));
+    let mut request = kms
+        .create_key()
+        .description(text(props, &["Description"]).unwrap_or(id));
     if let Some(spec) = text(props, &["KeySpec"]) {
         request = request.key_spec(spec.into());
     }
@@ -275,7 +316,9 @@ fn key_schema(id: &str, value: &Value) -> Result<Vec<KeySchemaElement>, Provisio
         .map(|element| {
             KeySchemaElement::builder()
                 .attribute_name(text(element, &["AttributeName"]).unwrap_or_default())
-                .key_type(KeyType::from(text(element, &["KeyType"]).unwrap_or_default()))
+                .key_type(KeyType::from(
+                    text(element, &["KeyType"]).unwrap_or_default(),
+                ))
                 .build()
                 .map_err(|e| aws_error(id, e))
         })
@@ -305,23 +348,40 @@ async fn create_table(
     let mut request = dynamodb
         .create_table()
         .table_name(name)
-        .billing_mode(BillingMode::from(text(props, &["BillingMode"]).unwrap_or("PAY_PER_REQUEST")))
+        .billing_mode(BillingMode::from(
+            text(props, &["BillingMode"]).unwrap_or("PAY_PER_REQUEST"),
+        ))
         .set_key_schema(Some(key_schema(id, &props["KeySchema"])?))
         .deletion_protection_enabled(truthy(props.get("DeletionProtectionEnabled")));
-    for definition in props["AttributeDefinitions"].as_array().into_iter().flatten() {
+    for definition in props["AttributeDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         request = request.attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name(text(definition, &["AttributeName"]).unwrap_or_default())
-                .attribute_type(ScalarAttributeType::from(text(definition, &["AttributeType"]).unwrap_or_default()))
+                .attribute_type(ScalarAttributeType::from(
+                    text(definition, &["AttributeType"]).unwrap_or_default(),
+                ))
                 .build()
                 .map_err(|e| aws_error(id, e))?,
         );
     }
-    for index in props["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
+    for index in props["GlobalSecondaryIndexes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let mut projection = Projection::builder().projection_type(ProjectionType::from(
             text(index, &["Projection", "ProjectionType"]).unwrap_or("ALL"),
         ));
-        for attribute in index.pointer("/Projection/NonKeyAttributes").and_then(Value::as_array).into_iter().flatten() {
+        for attribute in index
+            .pointer("/Projection/NonKeyAttributes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             projection = projection.non_key_attributes(attribute.as_str().unwrap_or_default());
         }
         request = request.global_secondary_indexes(
@@ -392,7 +452,12 @@ async fn create_bucket(
     check_known(
         id,
         props,
-        &["BucketEncryption", "VersioningConfiguration", "PublicAccessBlockConfiguration", "OwnershipControls"],
+        &[
+            "BucketEncryption",
+            "VersioningConfiguration",
+            "PublicAccessBlockConfiguration",
+            "OwnershipControls",
+        ],
     )?;
     s3.create_bucket()
         .bucket(name)

@@ -51,20 +51,28 @@ pub enum Handler {
 impl Handler {
     /// Builds the handler from the function's template environment; `endpoint` is
     /// where its SDK clients send requests (the emulator, or a proxy in front of it).
-    pub async fn build(function: &LocalFunction, endpoint: &str, region: &str) -> Result<Self, ServeError> {
+    pub async fn build(
+        function: &LocalFunction,
+        endpoint: &str,
+        region: &str,
+    ) -> Result<Self, ServeError> {
         let mut env = function.environment.clone();
         env.insert("AWS_ENDPOINT_URL".into(), endpoint.to_owned());
         env.insert("AWS_REGION".into(), region.to_owned());
-        let config = Config::from_lookup(|name| env.get(name).cloned()).map_err(|source| ServeError::Config {
-            function: function.logical_id.clone(),
-            source,
+        let config = Config::from_lookup(|name| env.get(name).cloned()).map_err(|source| {
+            ServeError::Config {
+                function: function.logical_id.clone(),
+                source,
+            }
         })?;
         match function.binary.as_str() {
             "vigil-ingest" => Ok(Handler::Ingest(
-                vigil_ingest::Deps::connect(&config).await.map_err(|e| ServeError::Init {
-                    function: function.logical_id.clone(),
-                    detail: e.to_string(),
-                })?,
+                vigil_ingest::Deps::connect(&config)
+                    .await
+                    .map_err(|e| ServeError::Init {
+                        function: function.logical_id.clone(),
+                        detail: e.to_string(),
+                    })?,
             )),
             other => Err(ServeError::UnknownBinary {
                 function: function.logical_id.clone(),
@@ -101,7 +109,11 @@ impl LocalApi {
         self.routes.iter().map(|(route, _)| route)
     }
 
-    fn find(&self, method: &str, path: &str) -> Option<(&Route, &Handler, HashMap<String, String>)> {
+    fn find(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Option<(&Route, &Handler, HashMap<String, String>)> {
         self.routes.iter().find_map(|(route, handler)| {
             if route.method != method && route.method != "ANY" {
                 return None;
@@ -110,7 +122,11 @@ impl LocalApi {
         })
     }
 
-    async fn dispatch(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn dispatch(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
         let method = request.method().as_str().to_owned();
         let path = request.uri().path().to_owned();
         let Some((route, handler, params)) = self.find(&method, &path) else {
@@ -119,7 +135,12 @@ impl LocalApi {
         let (parts, body) = request.into_parts();
         let body = match Limited::new(body, API_GATEWAY_MAX_PAYLOAD).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, json!({"message": "Request Entity Too Large"})),
+            Err(_) => {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({"message": "Request Entity Too Large"}),
+                )
+            }
         };
         let event = api_gateway_event(&parts, &body, route, params, peer);
         let event: ApiGatewayV2httpRequest = match serde_json::from_value(event) {
@@ -150,15 +171,24 @@ fn match_path(template: &str, path: &str) -> Option<HashMap<String, String>> {
 fn plain(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert("content-type", http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 fn is_text(content_type: &str) -> bool {
-    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    mime.starts_with("text/") || mime.ends_with("json") || mime.ends_with("xml") || mime == "application/x-www-form-urlencoded"
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    mime.starts_with("text/")
+        || mime.ends_with("json")
+        || mime.ends_with("xml")
+        || mime == "application/x-www-form-urlencoded"
 }
 
 /// The event API Gateway would send, as JSON, so it goes through the same deserialiser.
@@ -235,9 +265,11 @@ fn api_gateway_event(
 fn into_http(response: ApiGatewayV2httpResponse) -> Response<Full<Bytes>> {
     use base64::Engine;
     let body = match response.body {
-        Some(LambdaBody::Text(text)) if response.is_base64_encoded => base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .unwrap_or_default(),
+        Some(LambdaBody::Text(text)) if response.is_base64_encoded => {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap_or_default()
+        }
         Some(LambdaBody::Text(text)) => text.into_bytes(),
         Some(LambdaBody::Binary(bytes)) => bytes,
         _ => Vec::new(),

@@ -172,9 +172,12 @@ impl Resolver<'_> {
             Yaml::Bool(b) => Json::Bool(*b),
             Yaml::Number(n) => serde_json::to_value(n).unwrap_or(Json::Null),
             Yaml::String(s) => Json::String(s.clone()),
-            Yaml::Sequence(items) => {
-                Json::Array(items.iter().map(|v| self.resolve(v)).collect::<Result<_, _>>()?)
-            }
+            Yaml::Sequence(items) => Json::Array(
+                items
+                    .iter()
+                    .map(|v| self.resolve(v))
+                    .collect::<Result<_, _>>()?,
+            ),
             Yaml::Mapping(map) => {
                 if map.len() == 1 {
                     if let Some((Yaml::String(key), inner)) = map.iter().next() {
@@ -185,16 +188,20 @@ impl Resolver<'_> {
                 }
                 let mut object = serde_json::Map::new();
                 for (key, inner) in map {
-                    let key = key
-                        .as_str()
-                        .ok_or_else(|| TemplateError::Shape("a mapping key is not a string".into()))?;
+                    let key = key.as_str().ok_or_else(|| {
+                        TemplateError::Shape("a mapping key is not a string".into())
+                    })?;
                     object.insert(key.to_owned(), self.resolve(inner)?);
                 }
                 Json::Object(object)
             }
             Yaml::Tagged(tagged) => {
                 let name = format!("Fn::{}", tagged.tag.to_string().trim_start_matches('!'));
-                let name = if name == "Fn::Ref" { "Ref".to_owned() } else { name };
+                let name = if name == "Fn::Ref" {
+                    "Ref".to_owned()
+                } else {
+                    name
+                };
                 self.function(&name, &tagged.value)?
                     .ok_or_else(|| TemplateError::Unresolved(tagged.tag.to_string()))?
             }
@@ -246,7 +253,9 @@ mod tests {
             parameters: &template.parameter_defaults,
             resources: &resources,
         };
-        let props = resolver.resolve(&template.resources[0].properties).expect("resolved");
+        let props = resolver
+            .resolve(&template.resources[0].properties)
+            .expect("resolved");
         assert_eq!(props["A"], "table");
         assert_eq!(props["B"], "arn:t");
         assert_eq!(props["C"], "s-x-table");

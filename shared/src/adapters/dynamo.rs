@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValuesOnConditionCheckFailure,
-    WriteRequest,
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest,
+    ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use futures_util::stream::{self, StreamExt};
@@ -73,7 +73,11 @@ fn failed(operation: &'static str, error: impl std::error::Error) -> StoreError 
 }
 
 fn key_of(item: &Item) -> (Option<&str>, Option<&str>) {
-    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str);
+    let text = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+    };
     (text(keys::PK), text(keys::SK))
 }
 
@@ -195,7 +199,11 @@ impl DynamoStore {
         failures
     }
 
-    async fn add_aggregate(&self, tenant: &TenantId, delta: &AggregateDelta) -> Result<(), StoreError> {
+    async fn add_aggregate(
+        &self,
+        tenant: &TenantId,
+        delta: &AggregateDelta,
+    ) -> Result<(), StoreError> {
         let counters = delta.counters();
         let mut expression = String::from("SET updated_at = :now ADD ");
         let mut request = self
@@ -223,7 +231,11 @@ impl DynamoStore {
     }
 
     /// Creates the subject record unless another request just did; returns the pseudonym that won.
-    async fn create_subject(&self, tenant: &TenantId, lookup: &str) -> Result<Option<SubjectId>, StoreError> {
+    async fn create_subject(
+        &self,
+        tenant: &TenantId,
+        lookup: &str,
+    ) -> Result<Option<SubjectId>, StoreError> {
         let subject = SubjectId::random();
         let result = self
             .client
@@ -268,7 +280,10 @@ pub fn event_item(tenant: &TenantId, event: &StoredEvent) -> Item {
     let mut item = event_key(tenant, &(event.account.clone(), event.id.clone()));
     item.insert("account".into(), s(event.account.as_str()));
     item.insert("source".into(), s(event.data.source().as_str()));
-    item.insert("ts".into(), s(event.time.format(&Rfc3339).unwrap_or_default()));
+    item.insert(
+        "ts".into(),
+        s(event.time.format(&Rfc3339).unwrap_or_default()),
+    );
     item.insert("hour".into(), s(event.hour().label()));
     if let Some(subject) = &event.subject {
         item.insert("subject".into(), s(subject.as_str()));
@@ -342,7 +357,10 @@ impl IngestStore for DynamoStore {
             .map(|pk| HashMap::from([(keys::PK.to_owned(), s(pk))]))
             .collect();
         let mut resolved = HashMap::new();
-        for item in self.batch_get(&self.tables.subjects, item_keys, "pk, subject_id").await? {
+        for item in self
+            .batch_get(&self.tables.subjects, item_keys, "pk, subject_id")
+            .await?
+        {
             if let ((Some(pk), _), Some(Ok(subject))) =
                 (key_of(&item), item.get("subject_id").map(|v| v.as_s()))
             {
@@ -351,7 +369,10 @@ impl IngestStore for DynamoStore {
                 }
             }
         }
-        let missing: Vec<&String> = lookups.iter().filter(|l| !resolved.contains_key(*l)).collect();
+        let missing: Vec<&String> = lookups
+            .iter()
+            .filter(|l| !resolved.contains_key(*l))
+            .collect();
         // Futures are built eagerly: closures returning async blocks trip the Send check.
         let creations: Vec<_> = missing
             .iter()
@@ -386,20 +407,21 @@ impl IngestStore for DynamoStore {
             .iter()
             .map(|event| {
                 (
-                    (
-                        keys::account_pk(tenant, &event.0),
-                        keys::event_sk(&event.1),
-                    ),
+                    (keys::account_pk(tenant, &event.0), keys::event_sk(&event.1)),
                     event,
                 )
             })
             .collect();
         let item_keys = events.iter().map(|e| event_key(tenant, e)).collect();
-        let found = self.batch_get(&self.tables.events, item_keys, "pk, sk").await?;
+        let found = self
+            .batch_get(&self.tables.events, item_keys, "pk, sk")
+            .await?;
         Ok(found
             .iter()
             .filter_map(|item| match key_of(item) {
-                (Some(pk), Some(sk)) => by_key.get(&(pk.to_owned(), sk.to_owned())).map(|e| (*e).clone()),
+                (Some(pk), Some(sk)) => by_key
+                    .get(&(pk.to_owned(), sk.to_owned()))
+                    .map(|e| (*e).clone()),
                 _ => None,
             })
             .collect())
@@ -408,9 +430,16 @@ impl IngestStore for DynamoStore {
     async fn put_events(&self, tenant: &TenantId, events: &[StoredEvent]) -> Failures {
         let mut requests = Vec::with_capacity(events.len());
         for event in events {
-            match PutRequest::builder().set_item(Some(event_item(tenant, event))).build() {
+            match PutRequest::builder()
+                .set_item(Some(event_item(tenant, event)))
+                .build()
+            {
                 Ok(put) => requests.push(WriteRequest::builder().put_request(put).build()),
-                Err(e) => return (0..events.len()).map(|i| (i, failed("BatchWriteItem", &e))).collect(),
+                Err(e) => {
+                    return (0..events.len())
+                        .map(|i| (i, failed("BatchWriteItem", &e)))
+                        .collect()
+                }
             }
         }
         self.batch_write(&self.tables.events, requests).await
@@ -435,9 +464,16 @@ impl IngestStore for DynamoStore {
     async fn delete_events(&self, tenant: &TenantId, events: &[EventRef]) -> Failures {
         let mut requests = Vec::with_capacity(events.len());
         for event in events {
-            match DeleteRequest::builder().set_key(Some(event_key(tenant, event))).build() {
+            match DeleteRequest::builder()
+                .set_key(Some(event_key(tenant, event)))
+                .build()
+            {
                 Ok(delete) => requests.push(WriteRequest::builder().delete_request(delete).build()),
-                Err(e) => return (0..events.len()).map(|i| (i, failed("BatchWriteItem", &e))).collect(),
+                Err(e) => {
+                    return (0..events.len())
+                        .map(|i| (i, failed("BatchWriteItem", &e)))
+                        .collect()
+                }
             }
         }
         self.batch_write(&self.tables.events, requests).await

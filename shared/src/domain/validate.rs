@@ -178,12 +178,22 @@ fn required_str<'a>(
     }
 }
 
-fn parse_time(value: &str, now: OffsetDateTime, limits: &Limits) -> Result<OffsetDateTime, Rejection> {
+fn parse_time(
+    value: &str,
+    now: OffsetDateTime,
+    limits: &Limits,
+) -> Result<OffsetDateTime, Rejection> {
     let time = OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
-        Rejection::new("time", "expected an RFC 3339 timestamp such as 2026-11-01T10:00:00Z")
+        Rejection::new(
+            "time",
+            "expected an RFC 3339 timestamp such as 2026-11-01T10:00:00Z",
+        )
     })?;
     if time > now + limits.max_future {
-        return Err(Rejection::new("time", "is more than 5 minutes in the future"));
+        return Err(Rejection::new(
+            "time",
+            "is more than 5 minutes in the future",
+        ));
     }
     if time < now - limits.max_age {
         return Err(Rejection::new("time", "is older than the retention period"));
@@ -241,7 +251,11 @@ impl DataReader<'_> {
             .ok_or_else(|| Rejection::new(format!("data.{key}"), "is required"))
     }
 
-    fn one_of(&mut self, key: &'static str, allowed: &[&'static str]) -> Result<&'static str, Rejection> {
+    fn one_of(
+        &mut self,
+        key: &'static str,
+        allowed: &[&'static str],
+    ) -> Result<&'static str, Rejection> {
         let field = format!("data.{key}");
         match self.get(key) {
             None => Err(Rejection::new(field, "is required")),
@@ -424,7 +438,14 @@ mod tests {
         .expect("valid");
         assert!(ok.dropped.is_empty());
         assert_eq!(ok.event.user.as_deref(), Some("u-42"));
-        assert!(matches!(ok.event.data, EventData::ApiCall { status: 201, latency_ms: 83, .. }));
+        assert!(matches!(
+            ok.event.data,
+            EventData::ApiCall {
+                status: 201,
+                latency_ms: 83,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -432,33 +453,58 @@ mod tests {
         let bad = validate(api_call(json!({"endpoint": "/v1/pay", "method": "POST",
             "status": "201", "latency_ms": 83})))
         .expect_err("status is a string");
-        assert_eq!(bad.message(), "data.status: expected an integer from 100 to 599");
-        let missing = validate(json!({"id": "e-1", "source": "product", "account": "a", "data": {}}))
-            .expect_err("no time");
+        assert_eq!(
+            bad.message(),
+            "data.status: expected an integer from 100 to 599"
+        );
+        let missing =
+            validate(json!({"id": "e-1", "source": "product", "account": "a", "data": {}}))
+                .expect_err("no time");
         assert_eq!(missing.field, "time");
-        let future = validate(api_call(json!({})).as_object().map(|o| {
-            let mut o = o.clone();
-            o.insert("time".into(), json!("2026-11-02T00:00:00Z"));
-            Value::Object(o)
-        }).expect("object"))
+        let future = validate(
+            api_call(json!({}))
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("time".into(), json!("2026-11-02T00:00:00Z"));
+                    Value::Object(o)
+                })
+                .expect("object"),
+        )
         .expect_err("future");
         assert_eq!(future.field, "time");
     }
 
     #[test]
     fn drops_unknown_fields_and_identifiers_and_cuts_ips() {
-        let ok = validate(json!({"id": "e-2", "time": "2026-11-01T10:00:00Z", "source": "api_call",
+        let ok = validate(
+            json!({"id": "e-2", "time": "2026-11-01T10:00:00Z", "source": "api_call",
             "account": "acme", "email": "jane@example.com", "name": "Jane",
             "data": {"endpoint": "/v1/users/jane@example.com/orders?token=abc", "method": "GET",
                      "status": 200, "latency_ms": 12.6, "client_ip": "203.0.113.77",
-                     "user_agent": "curl"}}))
+                     "user_agent": "curl"}}),
+        )
         .expect("valid");
         let mut dropped = ok.dropped.clone();
         dropped.sort();
-        assert_eq!(dropped, ["data.endpoint.identifier", "data.endpoint.query",
-            "data.user_agent", "email", "name"]);
+        assert_eq!(
+            dropped,
+            [
+                "data.endpoint.identifier",
+                "data.endpoint.query",
+                "data.user_agent",
+                "email",
+                "name"
+            ]
+        );
         match ok.event.data {
-            EventData::ApiCall { endpoint, client_network, latency_ms, units, .. } => {
+            EventData::ApiCall {
+                endpoint,
+                client_network,
+                latency_ms,
+                units,
+                ..
+            } => {
                 assert_eq!(endpoint, "/v1/users/:redacted/orders");
                 assert_eq!(client_network.as_deref(), Some("203.0.113.0/24"));
                 assert_eq!((latency_ms, units), (13, 1));
@@ -469,10 +515,15 @@ mod tests {
 
     #[test]
     fn refuses_an_email_in_a_kept_field() {
-        let bad = validate(json!({"id": "e", "time": "2026-11-01T10:00:00Z", "source": "product",
-            "account": "acme", "data": {"feature": "export for bob@corp.io"}}))
+        let bad = validate(
+            json!({"id": "e", "time": "2026-11-01T10:00:00Z", "source": "product",
+            "account": "acme", "data": {"feature": "export for bob@corp.io"}}),
+        )
         .expect_err("email");
-        assert_eq!(bad.message(), "data.feature: must not contain an e-mail address");
+        assert_eq!(
+            bad.message(),
+            "data.feature: must not contain an e-mail address"
+        );
         assert!(!contains_email("@home"));
         assert!(!contains_email("v1@2"));
         assert!(contains_email("a.b+c@d-e.fr"));
@@ -480,19 +531,60 @@ mod tests {
 
     #[test]
     fn every_source_has_its_allow_list() {
-        let base = |source: &str, data: Value| json!({"id": "e", "time": "2026-11-01T10:00:00Z",
-            "source": source, "account": "acme", "data": data});
-        assert!(validate(base("product", json!({"feature": "export", "action": "click"}))).is_ok());
-        assert!(validate(base("marketing", json!({"campaign": "black-friday", "channel": "email"}))).is_ok());
-        assert!(validate(base("support_ticket", json!({"ticket_id": "T-1", "priority": "high", "status": "open"}))).is_ok());
-        assert!(validate(base("billing", json!({"invoice_id": "INV-1", "amount": 19.99, "currency": "EUR", "status": "failed"}))).is_ok());
-        assert_eq!(validate(base("billing", json!({"invoice_id": "INV-1", "amount": -1, "currency": "EUR", "status": "paid"})))
-            .expect_err("negative").field, "data.amount");
-        assert_eq!(validate(base("support_ticket", json!({"ticket_id": "T-1", "priority": "asap", "status": "open"})))
-            .expect_err("priority").field, "data.priority");
-        assert_eq!(validate(base("crm", json!({}))).expect_err("source").field, "source");
-        let ipv6 = validate(base("api_call", json!({"endpoint": "/", "method": "GET", "status": 200,
-            "latency_ms": 1, "client_ip": "2001:db8:abcd:12::1"}))).expect("v6");
-        assert!(matches!(ipv6.event.data, EventData::ApiCall { client_network: Some(ref n), .. } if n == "2001:db8:abcd::/48"));
+        let base = |source: &str, data: Value| {
+            json!({"id": "e", "time": "2026-11-01T10:00:00Z",
+            "source": source, "account": "acme", "data": data})
+        };
+        assert!(validate(base(
+            "product",
+            json!({"feature": "export", "action": "click"})
+        ))
+        .is_ok());
+        assert!(validate(base(
+            "marketing",
+            json!({"campaign": "black-friday", "channel": "email"})
+        ))
+        .is_ok());
+        assert!(validate(base(
+            "support_ticket",
+            json!({"ticket_id": "T-1", "priority": "high", "status": "open"})
+        ))
+        .is_ok());
+        assert!(validate(base(
+            "billing",
+            json!({"invoice_id": "INV-1", "amount": 19.99, "currency": "EUR", "status": "failed"})
+        ))
+        .is_ok());
+        assert_eq!(
+            validate(base(
+                "billing",
+                json!({"invoice_id": "INV-1", "amount": -1, "currency": "EUR", "status": "paid"})
+            ))
+            .expect_err("negative")
+            .field,
+            "data.amount"
+        );
+        assert_eq!(
+            validate(base(
+                "support_ticket",
+                json!({"ticket_id": "T-1", "priority": "asap", "status": "open"})
+            ))
+            .expect_err("priority")
+            .field,
+            "data.priority"
+        );
+        assert_eq!(
+            validate(base("crm", json!({}))).expect_err("source").field,
+            "source"
+        );
+        let ipv6 = validate(base(
+            "api_call",
+            json!({"endpoint": "/", "method": "GET", "status": 200,
+            "latency_ms": 1, "client_ip": "2001:db8:abcd:12::1"}),
+        ))
+        .expect("v6");
+        assert!(
+            matches!(ipv6.event.data, EventData::ApiCall { client_network: Some(ref n), .. } if n == "2001:db8:abcd::/48")
+        );
     }
 }

@@ -1,0 +1,317 @@
+//! A fault-injecting HTTP proxy between the SDK and the emulator.
+//!
+//! It forwards every request to moto and counts them by operation
+//! (`x-amz-target`, e.g. `BatchWriteItem`). Rules make chosen operations fail the
+//! way AWS does: throttling, 500s, partial batches (UnprocessedItems/Keys), or a
+//! 500 returned after the request was really applied (a lost response).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 400 ProvisionedThroughputExceededException (the SDK retries it).
+    Throttle,
+    /// 500 InternalServerError, request not applied.
+    ServerError,
+    /// Applies only the first half of a BatchWriteItem/BatchGetItem and returns the rest unprocessed.
+    Unprocessed,
+    /// Applies the request, then answers 500: the response is "lost".
+    ForwardThenFail,
+}
+
+struct Rule {
+    operation: String,
+    fault: Fault,
+    /// None: every matching request.
+    remaining: Option<u32>,
+}
+
+#[derive(Default)]
+struct State {
+    rules: Vec<Rule>,
+    counts: HashMap<String, usize>,
+    injected: usize,
+}
+
+pub struct FaultProxy {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type Upstream = Client<HttpConnector, Full<Bytes>>;
+
+impl FaultProxy {
+    pub async fn start(upstream: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let client: Upstream = Client::builder(TokioExecutor::new()).build_http();
+        let upstream = Arc::new(upstream.trim_end_matches('/').to_owned());
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (state, client, upstream) = (shared.clone(), client.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let (state, client, upstream) =
+                            (state.clone(), client.clone(), upstream.clone());
+                        async move {
+                            Ok::<_, Infallible>(handle(request, &state, &client, &upstream).await)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the next `times` requests of `operation` fail (None: all of them).
+    pub fn inject(&self, operation: &str, fault: Fault, times: Option<u32>) {
+        self.state().rules.push(Rule {
+            operation: operation.to_owned(),
+            fault,
+            remaining: times,
+        });
+    }
+
+    pub fn clear_faults(&self) {
+        self.state().rules.clear();
+    }
+
+    /// Requests seen for `operation` (faulted ones included).
+    pub fn count(&self, operation: &str) -> usize {
+        self.state().counts.get(operation).copied().unwrap_or(0)
+    }
+
+    pub fn counts(&self) -> HashMap<String, usize> {
+        self.state().counts.clone()
+    }
+
+    /// How many faults were injected so far.
+    pub fn injected(&self) -> usize {
+        self.state().injected
+    }
+
+    pub fn reset_counts(&self) {
+        self.state().counts.clear();
+    }
+}
+
+fn operation_of(request: &Request<Incoming>) -> String {
+    request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|target| target.rsplit('.').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("s3:{}", request.method()))
+}
+
+fn take_fault(state: &Mutex<State>, operation: &str) -> Option<Fault> {
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    *state.counts.entry(operation.to_owned()).or_default() += 1;
+    let rule = state
+        .rules
+        .iter_mut()
+        .find(|r| r.operation == operation && r.remaining != Some(0))?;
+    if let Some(remaining) = rule.remaining.as_mut() {
+        *remaining -= 1;
+    }
+    let fault = rule.fault;
+    state.injected += 1;
+    Some(fault)
+}
+
+fn dynamo_error(status: StatusCode, kind: &str, message: &str) -> Response<Full<Bytes>> {
+    let body =
+        json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"), "message": message});
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    response
+}
+
+async fn forward(
+    parts: &http::request::Parts,
+    body: Bytes,
+    client: &Upstream,
+    upstream: &str,
+) -> Response<Full<Bytes>> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("{upstream}{path}"));
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            builder = builder.header(name, value);
+        }
+    }
+    let Ok(request) = builder.body(Full::new(body)) else {
+        return dynamo_error(
+            StatusCode::BAD_GATEWAY,
+            "InternalServerError",
+            "proxy could not build request",
+        );
+    };
+    match client.request(request).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            parts.headers.remove("content-length");
+            Response::from_parts(parts, Full::new(body))
+        }
+        Err(_) => dynamo_error(
+            StatusCode::BAD_GATEWAY,
+            "InternalServerError",
+            "emulator unreachable",
+        ),
+    }
+}
+
+/// Keeps the first half of the batch's items, forwards them, and returns the rest as unprocessed.
+async fn forward_half(
+    parts: &http::request::Parts,
+    body: Bytes,
+    client: &Upstream,
+    upstream: &str,
+    operation: &str,
+) -> Response<Full<Bytes>> {
+    let Ok(mut request) = serde_json::from_slice::<Value>(&body) else {
+        return forward(parts, body, client, upstream).await;
+    };
+    let (list_key, unprocessed_key) = match operation {
+        "BatchGetItem" => (Some("Keys"), "UnprocessedKeys"),
+        _ => (None, "UnprocessedItems"),
+    };
+    let mut unprocessed = serde_json::Map::new();
+    let mut forwarded_any = false;
+    if let Some(tables) = request
+        .get_mut("RequestItems")
+        .and_then(Value::as_object_mut)
+    {
+        for (table, entry) in tables.iter_mut() {
+            let list = match list_key {
+                Some(key) => entry.get_mut(key),
+                None => Some(&mut *entry),
+            };
+            let Some(Value::Array(items)) = list else {
+                continue;
+            };
+            let rest = items.split_off(items.len() / 2);
+            forwarded_any |= !items.is_empty();
+            let mut left = entry.clone();
+            match list_key {
+                Some(key) => left[key] = Value::Array(rest),
+                None => left = Value::Array(rest),
+            }
+            unprocessed.insert(table.clone(), left);
+        }
+        tables.retain(|_, entry| match list_key {
+            Some(key) => entry[key].as_array().is_some_and(|a| !a.is_empty()),
+            None => entry.as_array().is_some_and(|a| !a.is_empty()),
+        });
+    }
+    let mut reply = json!({});
+    if forwarded_any {
+        let response = forward(parts, Bytes::from(request.to_string()), client, upstream).await;
+        if response.status() != StatusCode::OK {
+            return response;
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        reply = serde_json::from_slice(&body).unwrap_or_else(|_| json!({}));
+    }
+    reply[unprocessed_key] = Value::Object(unprocessed);
+    let mut response = Response::new(Full::new(Bytes::from(reply.to_string())));
+    response.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    response
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    state: &Mutex<State>,
+    client: &Upstream,
+    upstream: &str,
+) -> Response<Full<Bytes>> {
+    let operation = operation_of(&request);
+    let fault = take_fault(state, &operation);
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    match fault {
+        None => forward(&parts, body, client, upstream).await,
+        Some(Fault::Throttle) => dynamo_error(
+            StatusCode::BAD_REQUEST,
+            "ProvisionedThroughputExceededException",
+            "The level of configured provisioned throughput for the table was exceeded.",
+        ),
+        Some(Fault::ServerError) => dynamo_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "Internal server error",
+        ),
+        Some(Fault::ForwardThenFail) => {
+            let _applied = forward(&parts, body, client, upstream).await;
+            dynamo_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "Internal server error",
+            )
+        }
+        Some(Fault::Unprocessed) => forward_half(&parts, body, client, upstream, &operation).await,
+    }
+}

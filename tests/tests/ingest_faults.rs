@@ -1,0 +1,206 @@
+//! Storage faults injected by a proxy between the SDK and the emulator:
+//! every event is stored and counted exactly once, or reported as failed.
+
+use serde_json::Value;
+use vigil_tests::{batch, hours_ago, n, Fault, TestStack};
+
+fn calls(aggregates: &[vigil_tests::Item]) -> u64 {
+    aggregates.iter().filter_map(|a| n(a, "calls")).sum()
+}
+
+fn count_status(body: &Value, status: &str) -> usize {
+    body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["status"] == status)
+        .count()
+}
+
+#[tokio::test]
+async fn throttled_batch_writes_are_retried() {
+    let stack = TestStack::start().await;
+    stack
+        .proxy
+        .inject("BatchWriteItem", Fault::Throttle, Some(2));
+    let (status, body) = stack
+        .post_events("t", &batch("thr", 60, "acme", &hours_ago(1, 0)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 60);
+    assert_eq!(stack.proxy.injected(), 2);
+    assert_eq!(
+        stack.proxy.count("BatchWriteItem"),
+        3 + 2,
+        "3 writes plus 2 throttled attempts"
+    );
+    assert_eq!(stack.scan("EventsTable").await.len(), 60);
+    assert_eq!(calls(&stack.scan("AggregatesTable").await), 60);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn unprocessed_items_are_retried_until_written() {
+    let stack = TestStack::start().await;
+    stack
+        .proxy
+        .inject("BatchWriteItem", Fault::Unprocessed, Some(3));
+    let (status, body) = stack
+        .post_events("t", &batch("unp", 40, "acme", &hours_ago(1, 0)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 40);
+    assert_eq!(stack.scan("EventsTable").await.len(), 40);
+    assert_eq!(calls(&stack.scan("AggregatesTable").await), 40);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lost_write_response_does_not_double_count() {
+    let stack = TestStack::start().await;
+    // Applied by the emulator, then answered with a 500: the SDK retries the same puts.
+    stack
+        .proxy
+        .inject("BatchWriteItem", Fault::ForwardThenFail, Some(1));
+    let (status, body) = stack
+        .post_events("t", &batch("lost", 10, "acme", &hours_ago(1, 0)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 10);
+    assert_eq!(stack.scan("EventsTable").await.len(), 10);
+    assert_eq!(calls(&stack.scan("AggregatesTable").await), 10);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn writes_that_keep_failing_are_reported_and_recovered_by_a_resend() {
+    let stack = TestStack::start().await;
+    let events = batch("down", 30, "acme", &hours_ago(1, 0));
+    stack
+        .proxy
+        .inject("BatchWriteItem", Fault::ServerError, None);
+    let (status, body) = stack.post_events("t", &events).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["failed"], 30);
+    assert_eq!(
+        body["results"][0]["error"],
+        "storage unavailable: retry this event"
+    );
+    assert!(stack.scan("EventsTable").await.is_empty());
+    assert!(
+        stack.scan("AggregatesTable").await.is_empty(),
+        "nothing counted"
+    );
+
+    stack.proxy.clear_faults();
+    let (status, body) = stack.post_events("t", &events).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["accepted"], 30);
+    assert_eq!(calls(&stack.scan("AggregatesTable").await), 30);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn unprocessed_items_that_never_clear_are_reported_per_event() {
+    let stack = TestStack::start().await;
+    let events = batch("part", 20, "acme", &hours_ago(1, 0));
+    stack
+        .proxy
+        .inject("BatchWriteItem", Fault::Unprocessed, None);
+    let (status, body) = stack.post_events("t", &events).await;
+    assert_eq!(status, 200, "{body}");
+    let (accepted, failed) = (
+        count_status(&body, "accepted"),
+        count_status(&body, "failed"),
+    );
+    assert_eq!(accepted + failed, 20);
+    assert!(
+        failed > 0 && accepted > 0,
+        "accepted {accepted}, failed {failed}"
+    );
+    assert_eq!(stack.scan("EventsTable").await.len(), accepted);
+    assert_eq!(calls(&stack.scan("AggregatesTable").await), accepted as u64);
+
+    stack.proxy.clear_faults();
+    let (_, body) = stack.post_events("t", &events).await;
+    assert_eq!(
+        (
+            count_status(&body, "accepted"),
+            count_status(&body, "duplicate")
+        ),
+        (failed, accepted)
+    );
+    assert_eq!(stack.scan("EventsTable").await.len(), 20);
+    assert_eq!(calls(&stack.scan("AggregatesTable").await), 20);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_aggregate_update_undoes_its_events_so_a_resend_counts_them() {
+    let stack = TestStack::start().await;
+    let events = batch("agg", 12, "acme", &hours_ago(1, 0));
+    stack.proxy.inject("UpdateItem", Fault::ServerError, None);
+    let (status, body) = stack.post_events("t", &events).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["failed"], 12);
+    assert!(
+        stack.scan("EventsTable").await.is_empty(),
+        "uncounted events are removed"
+    );
+
+    stack.proxy.clear_faults();
+    let (_, body) = stack.post_events("t", &events).await;
+    assert_eq!(body["accepted"], 12);
+    assert_eq!(stack.scan("EventsTable").await.len(), 12);
+    assert_eq!(calls(&stack.scan("AggregatesTable").await), 12);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_duplicate_check_stores_nothing() {
+    let stack = TestStack::start().await;
+    stack.proxy.inject("BatchGetItem", Fault::Throttle, None);
+    let (status, body) = stack
+        .post_events("t", &batch("get", 5, "acme", &hours_ago(1, 0)))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["failed"], 5);
+    assert_eq!(stack.proxy.count("BatchWriteItem"), 0);
+    assert!(stack.scan("EventsTable").await.is_empty());
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn unprocessed_keys_of_a_duplicate_check_are_retried() {
+    let stack = TestStack::start().await;
+    let events = batch("keys", 8, "acme", &hours_ago(1, 0));
+    let (_, first) = stack.post_events("t", &events).await;
+    assert_eq!(first["accepted"], 8);
+    stack
+        .proxy
+        .inject("BatchGetItem", Fault::Unprocessed, Some(4));
+    let (status, again) = stack.post_events("t", &events).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["duplicates"], 8, "unprocessed keys were read again");
+    assert_eq!(calls(&stack.scan("AggregatesTable").await), 8);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_subject_creation_fails_only_events_with_a_user() {
+    let stack = TestStack::start().await;
+    stack.proxy.inject("PutItem", Fault::ServerError, None);
+    let t = hours_ago(1, 0);
+    let mut anonymous = vigil_tests::api_call("anon", "acme", &t, 200);
+    anonymous.as_object_mut().expect("object").remove("user");
+    let with_user = vigil_tests::api_call("named", "acme", &t, 200);
+    let (status, body) = stack
+        .post_events("t", &serde_json::json!({"events": [anonymous, with_user]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["status"], "accepted");
+    assert_eq!(body["results"][1]["status"], "failed");
+    assert_eq!(stack.scan("EventsTable").await.len(), 1);
+    assert!(stack.scan("SubjectsTable").await.is_empty());
+    stack.shutdown().await;
+}
