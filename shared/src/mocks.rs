@@ -100,3 +100,47 @@ impl IngestStore for MemoryStore {
         Failures::new()
     }
 }
+
+/// Stores nothing, but encodes every event into its DynamoDB item as the real
+/// adapter would: the CPU benchmark measures the handler without any I/O.
+#[derive(Default)]
+pub struct EncodeOnlyStore;
+
+impl IngestStore for EncodeOnlyStore {
+    async fn resolve_subjects(
+        &self,
+        _tenant: &TenantId,
+        lookups: &[String],
+    ) -> Result<HashMap<String, SubjectId>, StoreError> {
+        Ok(lookups
+            .iter()
+            .map(|lookup| (lookup.clone(), SubjectId::random()))
+            .collect())
+    }
+
+    async fn existing_events(
+        &self,
+        _tenant: &TenantId,
+        _events: &[EventRef],
+    ) -> Result<HashSet<EventRef>, StoreError> {
+        Ok(HashSet::new())
+    }
+
+    async fn put_events(&self, tenant: &TenantId, events: &[StoredEvent]) -> Failures {
+        for event in events {
+            std::hint::black_box(crate::adapters::dynamo::event_item(tenant, event));
+        }
+        Failures::new()
+    }
+
+    async fn add_aggregates(&self, _tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
+        for delta in deltas {
+            std::hint::black_box(delta.counters());
+        }
+        Failures::new()
+    }
+
+    async fn delete_events(&self, _tenant: &TenantId, _events: &[EventRef]) -> Failures {
+        Failures::new()
+    }
+}

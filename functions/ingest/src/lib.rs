@@ -36,6 +36,8 @@ pub struct Deps<S> {
     pub subject_lookup: SubjectLookup,
     pub limits: Limits,
     pub clock: fn() -> OffsetDateTime,
+    /// Print an EMF metrics line per request (off in benchmarks).
+    pub emit_metrics: bool,
 }
 
 #[derive(Debug, Error)]
@@ -63,6 +65,7 @@ impl Deps<DynamoStore> {
             subject_lookup,
             limits: Limits::default(),
             clock: OffsetDateTime::now_utc,
+            emit_metrics: true,
         })
     }
 }
@@ -119,7 +122,7 @@ pub async fn handle<S: IngestStore>(
     let cold_start = telemetry::take_cold_start();
     match ingest(request, deps, &request_id).await {
         Ok((tenant, body)) => {
-            log_outcome(&tenant, &body, cold_start);
+            log_outcome(&tenant, &body, cold_start, deps.emit_metrics);
             let nothing_stored = body.accepted == 0 && body.duplicates == 0;
             if body.failed > 0 && nothing_stored {
                 with_retry_after(json_response(503, &body), 1)
@@ -145,7 +148,7 @@ pub async fn handle<S: IngestStore>(
     }
 }
 
-fn log_outcome(tenant: &TenantId, body: &IngestResponse, cold_start: bool) {
+fn log_outcome(tenant: &TenantId, body: &IngestResponse, cold_start: bool, emit_metrics: bool) {
     tracing::info!(
         request_id = body.request_id,
         tenant = tenant.as_str(),
@@ -157,6 +160,9 @@ fn log_outcome(tenant: &TenantId, body: &IngestResponse, cold_start: bool) {
         dropped_fields = body.dropped_fields,
         "batch ingested"
     );
+    if !emit_metrics {
+        return;
+    }
     let now_ms =
         i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     println!(
@@ -411,6 +417,7 @@ mod tests {
             subject_lookup: SubjectLookup::new([7; 32]),
             limits: Limits::default(),
             clock: || time::macros::datetime!(2026-11-01 12:00 UTC),
+            emit_metrics: false,
         }
     }
 

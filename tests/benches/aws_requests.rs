@@ -1,0 +1,119 @@
+//! AWS requests per 1,000 ingested events, counted by the fault proxy (no faults
+//! injected) against the emulator, next to the lower bound
+//! ceil(1000 / 25) BatchWriteItem + one UpdateItem per distinct account-hour.
+//! Needs the emulator: `./infra/bench` (or `./infra/test`, which runs it once).
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use vigil_tests::{hours_ago, n, TestStack};
+
+const EVENTS: usize = 1000;
+const PER_REQUEST: usize = 500;
+const ACCOUNTS: usize = 10;
+const USERS: usize = 200;
+
+/// Request r holds hour r (clients flush in time order): 10 accounts x 2 hours in all.
+fn requests(prefix: &str) -> Vec<Value> {
+    (0..EVENTS / PER_REQUEST)
+        .map(|r| {
+            let time = hours_ago(2 - r as i64, 30);
+            let events: Vec<Value> = (0..PER_REQUEST)
+                .map(|i| {
+                    let k = r * PER_REQUEST + i;
+                    json!({"id": format!("{prefix}-{k}"), "time": time, "source": "api_call",
+                           "account": format!("account-{}", k % ACCOUNTS), "user": format!("user-{}", k % USERS),
+                           "data": {"endpoint": "/v1/pay", "method": "POST", "status": 200, "latency_ms": 50, "units": 1}})
+                })
+                .collect();
+            json!({ "events": events })
+        })
+        .collect()
+}
+
+async fn send_all(stack: &TestStack, batches: &[Value]) -> (u64, u64) {
+    let (mut accepted, mut duplicates) = (0, 0);
+    for body in batches {
+        let (status, response) = stack.post_events("bench", body).await;
+        assert_eq!(status, 200, "{response}");
+        accepted += response["accepted"].as_u64().unwrap_or(0);
+        duplicates += response["duplicates"].as_u64().unwrap_or(0);
+    }
+    (accepted, duplicates)
+}
+
+fn print_counts(title: &str, counts: &BTreeMap<String, usize>) -> usize {
+    println!("\n{title}");
+    for (operation, count) in counts {
+        println!("  {operation:<16} {count:>5}");
+    }
+    let total = counts.values().sum();
+    println!("  {:<16} {total:>5}", "total");
+    total
+}
+
+fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::var("VIGIL_TEST_EMULATOR").is_err() {
+        eprintln!("aws_requests: VIGIL_TEST_EMULATOR is not set; run ./infra/bench");
+        std::process::exit(2);
+    }
+    let stack = TestStack::start().await;
+    let account_hours = ACCOUNTS * (EVENTS / PER_REQUEST);
+    let lower_bound = EVENTS.div_ceil(25) + account_hours;
+    println!("{EVENTS} api_call events, {PER_REQUEST} per request, {ACCOUNTS} accounts, {USERS} users, {account_hours} account-hours");
+    println!(
+        "lower bound: {} BatchWriteItem + {account_hours} UpdateItem = {lower_bound} requests",
+        EVENTS.div_ceil(25)
+    );
+
+    let batches = requests("first");
+    let (accepted, _) = send_all(&stack, &batches).await;
+    assert_eq!(accepted, EVENTS as u64);
+    let first: BTreeMap<String, usize> = stack.proxy.counts().into_iter().collect();
+    let first_total = print_counts("first sight (every user new):", &first);
+
+    stack.proxy.reset_counts();
+    let (accepted, _) = send_all(&stack, &requests("second")).await;
+    assert_eq!(accepted, EVENTS as u64);
+    let steady: BTreeMap<String, usize> = stack.proxy.counts().into_iter().collect();
+    let steady_total = print_counts("steady state (users known):", &steady);
+
+    stack.proxy.reset_counts();
+    let (_, duplicates) = send_all(&stack, &batches).await;
+    assert_eq!(duplicates, EVENTS as u64);
+    let resend: BTreeMap<String, usize> = stack.proxy.counts().into_iter().collect();
+    let resend_total = print_counts("resend of the first 1,000 (all duplicates):", &resend);
+
+    let writes = steady.get("BatchWriteItem").copied().unwrap_or(0)
+        + steady.get("UpdateItem").copied().unwrap_or(0);
+    println!("\nper 1,000 events: writes {writes} (lower bound {lower_bound}); all requests: first sight {first_total}, steady {steady_total}, resend {resend_total}");
+    assert_eq!(
+        steady.get("BatchWriteItem").copied(),
+        Some(EVENTS.div_ceil(25))
+    );
+    assert_eq!(steady.get("UpdateItem").copied(), Some(account_hours));
+    assert_eq!(writes, lower_bound);
+    assert_eq!(
+        resend.get("BatchWriteItem"),
+        None,
+        "a resend writes nothing"
+    );
+
+    let aggregates = stack.scan("AggregatesTable").await;
+    let calls: u64 = aggregates.iter().filter_map(|a| n(a, "calls")).sum();
+    assert_eq!(calls, 2 * EVENTS as u64, "counted once each");
+    if let Some(kib) = peak_memory_kib() {
+        println!(
+            "peak RSS of this process (test client + local API + SDK): {} MiB",
+            kib / 1024
+        );
+    }
+    stack.shutdown().await;
+}
