@@ -31,7 +31,8 @@ start_moto() {
   "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > "$REPO_ROOT/.local/moto-$port.log" 2>&1 &
   MOTO_PID=$!
   for _ in $(seq 1 100); do
-    if curl -sf "http://127.0.0.1:$port/moto-api/" > /dev/null 2>&1; then
+    if "$VENV/bin/python" -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+      "http://127.0.0.1:$port/moto-api/" > /dev/null 2>&1; then
       return 0
     fi
     if ! kill -0 "$MOTO_PID" 2> /dev/null; then
