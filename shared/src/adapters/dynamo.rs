@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest,
@@ -197,6 +197,22 @@ impl DynamoStore {
             }
         }
         failures
+    }
+
+    /// Writes built requests; if one cannot be built, nothing is sent and all fail.
+    async fn write_all(
+        &self,
+        table: &str,
+        requests: impl ExactSizeIterator<Item = Result<WriteRequest, BuildError>>,
+    ) -> Failures {
+        let count = requests.len();
+        match requests.collect::<Result<Vec<_>, _>>() {
+            Ok(requests) => self.batch_write(table, requests).await,
+            Err(e) => {
+                let error = failed("BatchWriteItem", e);
+                (0..count).map(|i| (i, error.clone())).collect()
+            }
+        }
     }
 
     async fn add_aggregate(
@@ -428,21 +444,13 @@ impl IngestStore for DynamoStore {
     }
 
     async fn put_events(&self, tenant: &TenantId, events: &[StoredEvent]) -> Failures {
-        let mut requests = Vec::with_capacity(events.len());
-        for event in events {
-            match PutRequest::builder()
+        let requests = events.iter().map(|event| {
+            PutRequest::builder()
                 .set_item(Some(event_item(tenant, event)))
                 .build()
-            {
-                Ok(put) => requests.push(WriteRequest::builder().put_request(put).build()),
-                Err(e) => {
-                    return (0..events.len())
-                        .map(|i| (i, failed("BatchWriteItem", &e)))
-                        .collect()
-                }
-            }
-        }
-        self.batch_write(&self.tables.events, requests).await
+                .map(|put| WriteRequest::builder().put_request(put).build())
+        });
+        self.write_all(&self.tables.events, requests).await
     }
 
     async fn add_aggregates(&self, tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
@@ -462,20 +470,12 @@ impl IngestStore for DynamoStore {
     }
 
     async fn delete_events(&self, tenant: &TenantId, events: &[EventRef]) -> Failures {
-        let mut requests = Vec::with_capacity(events.len());
-        for event in events {
-            match DeleteRequest::builder()
+        let requests = events.iter().map(|event| {
+            DeleteRequest::builder()
                 .set_key(Some(event_key(tenant, event)))
                 .build()
-            {
-                Ok(delete) => requests.push(WriteRequest::builder().delete_request(delete).build()),
-                Err(e) => {
-                    return (0..events.len())
-                        .map(|i| (i, failed("BatchWriteItem", &e)))
-                        .collect()
-                }
-            }
-        }
-        self.batch_write(&self.tables.events, requests).await
+                .map(|delete| WriteRequest::builder().delete_request(delete).build())
+        });
+        self.write_all(&self.tables.events, requests).await
     }
 }
