@@ -1,5 +1,9 @@
 //! The one configuration loader. Lambda reads it from the process environment;
 //! the local stack passes the environment that template.yaml declares for the function.
+//! Each function asks at cold start for the settings it needs (`require_all`), so a
+//! missing variable fails the init with its name, not a request later.
+
+use std::collections::HashMap;
 
 use thiserror::Error;
 
@@ -9,64 +13,94 @@ pub enum ConfigError {
     Missing(&'static str),
 }
 
-/// Names of the resources a function talks to, plus the emulator endpoint when running locally.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The settings vigil's functions read, each from one environment variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Setting {
+    EventsTable,
+    AggregatesTable,
+    SubjectsTable,
+    TenantsTable,
+    AuditTable,
+    SubjectLookupKeyId,
+}
+
+impl Setting {
+    pub const ALL: [Setting; 6] = [
+        Setting::EventsTable,
+        Setting::AggregatesTable,
+        Setting::SubjectsTable,
+        Setting::TenantsTable,
+        Setting::AuditTable,
+        Setting::SubjectLookupKeyId,
+    ];
+
+    pub fn env_name(self) -> &'static str {
+        match self {
+            Setting::EventsTable => "VIGIL_EVENTS_TABLE",
+            Setting::AggregatesTable => "VIGIL_AGGREGATES_TABLE",
+            Setting::SubjectsTable => "VIGIL_SUBJECTS_TABLE",
+            Setting::TenantsTable => "VIGIL_TENANTS_TABLE",
+            Setting::AuditTable => "VIGIL_AUDIT_TABLE",
+            Setting::SubjectLookupKeyId => "VIGIL_SUBJECT_LOOKUP_KEY_ID",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
-    pub events_table: String,
-    pub aggregates_table: String,
-    pub subjects_table: String,
-    pub subject_lookup_key_id: String,
+    values: HashMap<Setting, String>,
     /// Set only for the local stack and tests (`AWS_ENDPOINT_URL`).
     pub endpoint_url: Option<String>,
     pub region: Option<String>,
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Self {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Builds the config from any name -> value lookup (environment, template variables).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            lookup(name)
-                .filter(|value| !value.is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
-        Ok(Self {
-            events_table: required("VIGIL_EVENTS_TABLE")?,
-            aggregates_table: required("VIGIL_AGGREGATES_TABLE")?,
-            subjects_table: required("VIGIL_SUBJECTS_TABLE")?,
-            subject_lookup_key_id: required("VIGIL_SUBJECT_LOOKUP_KEY_ID")?,
-            endpoint_url: lookup("AWS_ENDPOINT_URL").filter(|v| !v.is_empty()),
-            region: lookup("AWS_REGION").filter(|v| !v.is_empty()),
-        })
+    /// Reads every known setting from any name -> value lookup (environment, template variables).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let present = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        Self {
+            values: Setting::ALL
+                .into_iter()
+                .filter_map(|setting| present(setting.env_name()).map(|value| (setting, value)))
+                .collect(),
+            endpoint_url: present("AWS_ENDPOINT_URL"),
+            region: present("AWS_REGION"),
+        }
+    }
+
+    pub fn get(&self, setting: Setting) -> Option<&str> {
+        self.values.get(&setting).map(String::as_str)
+    }
+
+    pub fn require(&self, setting: Setting) -> Result<&str, ConfigError> {
+        self.get(setting)
+            .ok_or(ConfigError::Missing(setting.env_name()))
+    }
+
+    pub fn require_all(&self, settings: &[Setting]) -> Result<(), ConfigError> {
+        settings
+            .iter()
+            .try_for_each(|setting| self.require(*setting).map(|_| ()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn lookup<'a>(map: &'a HashMap<&'a str, &'a str>) -> impl Fn(&str) -> Option<String> + 'a {
-        |name| map.get(name).map(|v| v.to_string())
-    }
 
     #[test]
     fn names_the_missing_variable() {
-        let mut vars = HashMap::from([
-            ("VIGIL_EVENTS_TABLE", "e"),
-            ("VIGIL_AGGREGATES_TABLE", "a"),
-            ("VIGIL_SUBJECT_LOOKUP_KEY_ID", "k"),
-        ]);
+        let vars = HashMap::from([("VIGIL_EVENTS_TABLE", "e"), ("VIGIL_AUDIT_TABLE", "")]);
+        let config = Config::from_lookup(|name| vars.get(name).map(|v| v.to_string()));
+        assert_eq!(config.require(Setting::EventsTable), Ok("e"));
         assert_eq!(
-            Config::from_lookup(lookup(&vars)),
-            Err(ConfigError::Missing("VIGIL_SUBJECTS_TABLE"))
+            config.require_all(&[Setting::EventsTable, Setting::AuditTable]),
+            Err(ConfigError::Missing("VIGIL_AUDIT_TABLE"))
         );
-        vars.insert("VIGIL_SUBJECTS_TABLE", "s");
-        let config = Config::from_lookup(lookup(&vars)).expect("complete config");
-        assert_eq!(config.subjects_table, "s");
         assert_eq!(config.endpoint_url, None);
     }
 }

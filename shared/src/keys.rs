@@ -8,6 +8,9 @@
 //! | events     | `T#<tenant>#A#<account>`   | `E#<event id>`     | one event             |
 //! | aggregates | `T#<tenant>#A#<account>`   | `H#<yyyy-mm-ddThh>`| one account-hour      |
 //! | subjects   | `T#<tenant>#U#<lookup>`    | -                  | one data subject      |
+//! | tenants    | `T#<tenant>`               | `TENANT`           | the tenant            |
+//! | tenants    | `T#<tenant>`               | `KEY#<key id>`     | one API key           |
+//! | audit      | `T#<tenant>#AUDIT`         | `S#<seq, 12 digits>`| one audit entry      |
 
 use crate::domain::{AccountId, EventId, HourBucket, TenantId};
 
@@ -31,6 +34,30 @@ pub fn subject_pk(tenant: &TenantId, lookup: &str) -> String {
     format!("T#{tenant}#U#{lookup}")
 }
 
+pub fn tenant_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}")
+}
+
+pub const TENANT_SK: &str = "TENANT";
+pub const KEY_SK_PREFIX: &str = "KEY#";
+
+pub fn api_key_sk(key_id: &str) -> String {
+    format!("{KEY_SK_PREFIX}{key_id}")
+}
+
+pub fn audit_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#AUDIT")
+}
+
+/// Zero-padded so that entries sort by sequence.
+pub fn audit_sk(seq: u64) -> String {
+    format!("S#{seq:012}")
+}
+
+pub fn audit_seq(sk: &str) -> Option<u64> {
+    sk.strip_prefix("S#")?.parse().ok()
+}
+
 /// The prefix every key of a tenant starts with.
 pub fn tenant_prefix(tenant: &TenantId) -> String {
     format!("T#{tenant}#")
@@ -49,5 +76,9 @@ mod tests {
         assert!(account_pk(&tenant, &account).starts_with(&prefix));
         assert!(subject_pk(&tenant, "ab12").starts_with(&prefix));
         assert_eq!(event_sk(&EventId::parse("e-1").expect("id")), "E#e-1");
+        assert!(audit_pk(&tenant).starts_with(&prefix));
+        assert!(tenant_pk(&tenant).starts_with(&prefix[..prefix.len() - 1]));
+        assert_eq!(audit_seq(&audit_sk(42)), Some(42));
+        assert!(audit_sk(9) < audit_sk(10));
     }
 }

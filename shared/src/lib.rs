@@ -8,6 +8,7 @@
 
 pub mod adapters;
 pub mod api;
+pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod crypto;

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use vigil_shared::adapters::dynamo::{DynamoStore, Tables};
 use vigil_shared::adapters::kms;
 use vigil_shared::api::{error_response, json_response, with_retry_after};
-use vigil_shared::config::Config;
+use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::crypto::{CryptoError, SubjectLookup};
 use vigil_shared::domain::validate::event_id_hint;
 use vigil_shared::domain::{
@@ -43,12 +43,20 @@ pub struct Deps<S> {
 #[derive(Debug, Error)]
 pub enum InitError {
     #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
     Crypto(#[from] CryptoError),
 }
 
 impl Deps<DynamoStore> {
     /// Builds the SDK clients and derives the subject lookup secret (one KMS call).
     pub async fn connect(config: &Config) -> Result<Self, InitError> {
+        config.require_all(&[
+            Setting::EventsTable,
+            Setting::AggregatesTable,
+            Setting::SubjectsTable,
+            Setting::SubjectLookupKeyId,
+        ])?;
         let retry = RetryPolicy::default();
         let sdk = aws::sdk_config(
             config.endpoint_url.as_deref(),
@@ -59,7 +67,7 @@ impl Deps<DynamoStore> {
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let kms_client = aws_sdk_kms::Client::new(&sdk);
         let subject_lookup =
-            kms::derive_subject_lookup(&kms_client, &config.subject_lookup_key_id).await?;
+            kms::derive_subject_lookup(&kms_client, config.require(Setting::SubjectLookupKeyId)?).await?;
         Ok(Self {
             store: DynamoStore::new(dynamodb, Tables::from_config(config), retry),
             subject_lookup,

@@ -7,7 +7,7 @@ use vigil_shared::{config::Config, telemetry};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_logging();
-    let config = Config::from_env()?;
+    let config = Config::from_env();
     let deps = vigil_ingest::Deps::connect(&config).await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vigil_shared::adapters::dynamo::DynamoStore;
-use vigil_shared::config::{Config, ConfigError};
+use vigil_shared::config::Config;
 
 use crate::provision::{LocalFunction, Provisioned, Route};
 
@@ -30,11 +30,6 @@ pub const API_GATEWAY_MAX_PAYLOAD: usize = 10 * 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ServeError {
-    #[error("function {function}: {source}")]
-    Config {
-        function: String,
-        source: ConfigError,
-    },
     #[error("function {function}: {detail}")]
     Init { function: String, detail: String },
     #[error("function {function}: no local handler for binary {binary}")]
@@ -59,12 +54,7 @@ impl Handler {
         let mut env = function.environment.clone();
         env.insert("AWS_ENDPOINT_URL".into(), endpoint.to_owned());
         env.insert("AWS_REGION".into(), region.to_owned());
-        let config = Config::from_lookup(|name| env.get(name).cloned()).map_err(|source| {
-            ServeError::Config {
-                function: function.logical_id.clone(),
-                source,
-            }
-        })?;
+        let config = Config::from_lookup(|name| env.get(name).cloned());
         match function.binary.as_str() {
             "vigil-ingest" => Ok(Handler::Ingest(
                 vigil_ingest::Deps::connect(&config)

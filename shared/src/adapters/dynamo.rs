@@ -18,7 +18,7 @@ use futures_util::stream::{self, StreamExt};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::config::Config;
+use crate::config::{Config, Setting};
 use crate::domain::{AggregateDelta, EventData, StoredEvent, SubjectId, TenantId};
 use crate::keys;
 use crate::ports::{EventRef, Failures, IngestStore, StoreError};
@@ -31,41 +31,58 @@ pub const MAX_BATCH_GET: usize = 100;
 /// Aggregate and subject updates in flight at once for one request.
 const CONCURRENT_UPDATES: usize = 8;
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
-#[derive(Debug, Clone)]
+/// Table names; a function's config holds only the tables it may use.
+#[derive(Debug, Clone, Default)]
 pub struct Tables {
-    pub events: String,
-    pub aggregates: String,
-    pub subjects: String,
+    pub events: Option<String>,
+    pub aggregates: Option<String>,
+    pub subjects: Option<String>,
+    pub tenants: Option<String>,
+    pub audit: Option<String>,
 }
 
 impl Tables {
     pub fn from_config(config: &Config) -> Self {
+        let name = |setting| config.get(setting).map(str::to_owned);
         Self {
-            events: config.events_table.clone(),
-            aggregates: config.aggregates_table.clone(),
-            subjects: config.subjects_table.clone(),
+            events: name(Setting::EventsTable),
+            aggregates: name(Setting::AggregatesTable),
+            subjects: name(Setting::SubjectsTable),
+            tenants: name(Setting::TenantsTable),
+            audit: name(Setting::AuditTable),
         }
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct DynamoStore {
-    client: Client,
-    tables: Tables,
-    retry: RetryPolicy,
+/// The configured name of a table, or a storage error naming what is missing.
+pub(crate) fn table<'a>(
+    name: &'a Option<String>,
+    which: &'static str,
+) -> Result<&'a str, StoreError> {
+    name.as_deref().ok_or(StoreError::Failed {
+        operation: "configuration",
+        detail: format!("no {which} table configured"),
+    })
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    pub(crate) client: Client,
+    pub(crate) tables: Tables,
+    pub(crate) retry: RetryPolicy,
+}
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: impl ToString) -> AttributeValue {
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn failed(operation: &'static str, error: impl std::error::Error) -> StoreError {
+pub(crate) fn failed(operation: &'static str, error: impl std::error::Error) -> StoreError {
     StoreError::Failed {
         operation,
         detail: DisplayErrorContext(error).to_string(),
@@ -202,16 +219,18 @@ impl DynamoStore {
     /// Writes built requests; if one cannot be built, nothing is sent and all fail.
     async fn write_all(
         &self,
-        table: &str,
+        name: &Option<String>,
+        which: &'static str,
         requests: impl ExactSizeIterator<Item = Result<WriteRequest, BuildError>>,
     ) -> Failures {
         let count = requests.len();
-        match requests.collect::<Result<Vec<_>, _>>() {
-            Ok(requests) => self.batch_write(table, requests).await,
-            Err(e) => {
-                let error = failed("BatchWriteItem", e);
-                (0..count).map(|i| (i, error.clone())).collect()
-            }
+        let built = requests
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| failed("BatchWriteItem", e))
+            .and_then(|requests| Ok((table(name, which)?, requests)));
+        match built {
+            Ok((table, requests)) => self.batch_write(table, requests).await,
+            Err(error) => (0..count).map(|i| (i, error.clone())).collect(),
         }
     }
 
@@ -225,7 +244,7 @@ impl DynamoStore {
         let mut request = self
             .client
             .update_item()
-            .table_name(&self.tables.aggregates)
+            .table_name(table(&self.tables.aggregates, "aggregates")?)
             .key(keys::PK, s(keys::account_pk(tenant, &delta.account)))
             .key(keys::SK, s(keys::aggregate_sk(delta.hour)))
             .expression_attribute_values(":now", s(now_rfc3339()));
@@ -256,7 +275,7 @@ impl DynamoStore {
         let result = self
             .client
             .put_item()
-            .table_name(&self.tables.subjects)
+            .table_name(table(&self.tables.subjects, "subjects")?)
             .item(keys::PK, s(keys::subject_pk(tenant, lookup)))
             .item("subject_id", s(subject.as_str()))
             .item("created_at", s(now_rfc3339()))
@@ -278,7 +297,7 @@ impl DynamoStore {
     }
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default()
@@ -374,7 +393,11 @@ impl IngestStore for DynamoStore {
             .collect();
         let mut resolved = HashMap::new();
         for item in self
-            .batch_get(&self.tables.subjects, item_keys, "pk, subject_id")
+            .batch_get(
+                table(&self.tables.subjects, "subjects")?,
+                item_keys,
+                "pk, subject_id",
+            )
             .await?
         {
             if let ((Some(pk), _), Some(Ok(subject))) =
@@ -430,7 +453,7 @@ impl IngestStore for DynamoStore {
             .collect();
         let item_keys = events.iter().map(|e| event_key(tenant, e)).collect();
         let found = self
-            .batch_get(&self.tables.events, item_keys, "pk, sk")
+            .batch_get(table(&self.tables.events, "events")?, item_keys, "pk, sk")
             .await?;
         Ok(found
             .iter()
@@ -450,7 +473,7 @@ impl IngestStore for DynamoStore {
                 .build()
                 .map(|put| WriteRequest::builder().put_request(put).build())
         });
-        self.write_all(&self.tables.events, requests).await
+        self.write_all(&self.tables.events, "events", requests).await
     }
 
     async fn add_aggregates(&self, tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
@@ -476,6 +499,6 @@ impl IngestStore for DynamoStore {
                 .build()
                 .map(|delete| WriteRequest::builder().delete_request(delete).build())
         });
-        self.write_all(&self.tables.events, requests).await
+        self.write_all(&self.tables.events, "events", requests).await
     }
 }

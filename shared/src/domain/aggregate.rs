@@ -21,6 +21,25 @@ impl HourBucket {
         }
     }
 
+    /// Parses a label such as `2026-11-01T10`.
+    pub fn parse(label: &str) -> Option<Self> {
+        let time = OffsetDateTime::parse(
+            &format!("{label}:00:00Z"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()?;
+        (label.len() == 13).then(|| Self::of(time))
+    }
+
+    /// Whole hours from `self` to `later`.
+    pub fn hours_until(&self, later: HourBucket) -> i64 {
+        later.hours - self.hours
+    }
+
+    pub fn start(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(self.hours * 3600).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
     pub fn label(&self) -> String {
         let start = OffsetDateTime::from_unix_timestamp(self.hours * 3600)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -184,6 +203,15 @@ mod tests {
             HourBucket::of(datetime!(2026-11-01 12:30 +02:00)).label(),
             "2026-11-01T10"
         );
+    }
+
+    #[test]
+    fn labels_parse_back() {
+        let hour = HourBucket::parse("2026-11-01T10").expect("parses");
+        assert_eq!(hour.label(), "2026-11-01T10");
+        assert_eq!(hour.hours_until(HourBucket::parse("2026-11-02T10").expect("parses")), 24);
+        assert!(HourBucket::parse("2026-11-01").is_none());
+        assert!(HourBucket::parse("2026-11-01T25").is_none());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The domain: what an event is, what may be stored of it, and how it adds up.
 //! Nothing here knows about AWS.
 
+pub mod access;
 pub mod aggregate;
+pub mod audit;
 pub mod event;
 pub mod ids;
 pub mod validate;
