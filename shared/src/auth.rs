@@ -32,8 +32,12 @@ pub enum AuthError {
 impl AuthError {
     pub fn response(&self, request_id: &str) -> ApiGatewayV2httpResponse {
         match self {
-            AuthError::Unauthenticated => error_response(401, "unauthenticated", &self.to_string(), request_id),
-            AuthError::MissingScope(_) => error_response(403, "forbidden", &self.to_string(), request_id),
+            AuthError::Unauthenticated => {
+                error_response(401, "unauthenticated", &self.to_string(), request_id)
+            }
+            AuthError::MissingScope(_) => {
+                error_response(403, "forbidden", &self.to_string(), request_id)
+            }
         }
     }
 }
@@ -50,11 +54,17 @@ pub fn caller(request: &ApiGatewayV2httpRequest) -> Result<Caller, AuthError> {
     let tenant = text(CONTEXT_TENANT)
         .and_then(|t| TenantId::parse(t).ok())
         .ok_or(AuthError::Unauthenticated)?;
-    let key_id = text(CONTEXT_KEY_ID).ok_or(AuthError::Unauthenticated)?.to_owned();
+    let key_id = text(CONTEXT_KEY_ID)
+        .ok_or(AuthError::Unauthenticated)?
+        .to_owned();
     let scopes = text(CONTEXT_SCOPES)
         .and_then(Scope::parse_list)
         .ok_or(AuthError::Unauthenticated)?;
-    Ok(Caller { tenant, key_id, scopes })
+    Ok(Caller {
+        tenant,
+        key_id,
+        scopes,
+    })
 }
 
 /// The caller, if its key holds `scope`.
@@ -69,7 +79,11 @@ pub fn authorize(request: &ApiGatewayV2httpRequest, scope: Scope) -> Result<Call
 
 /// The request id API Gateway assigned.
 pub fn request_id(request: &ApiGatewayV2httpRequest) -> String {
-    request.request_context.request_id.clone().unwrap_or_default()
+    request
+        .request_context
+        .request_id
+        .clone()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -89,11 +103,22 @@ mod tests {
     #[test]
     fn scopes_are_enforced() {
         let request = with_context(json!({"tenant": "t1", "key_id": "k", "scopes": "ingest read"}));
-        assert_eq!(authorize(&request, Scope::Read).map(|c| c.tenant.to_string()), Ok("t1".into()));
-        assert_eq!(authorize(&request, Scope::Admin), Err(AuthError::MissingScope(Scope::Admin)));
-        assert_eq!(caller(&ApiGatewayV2httpRequest::default()), Err(AuthError::Unauthenticated));
         assert_eq!(
-            caller(&with_context(json!({"tenant": "t#1", "key_id": "k", "scopes": "read"}))),
+            authorize(&request, Scope::Read).map(|c| c.tenant.to_string()),
+            Ok("t1".into())
+        );
+        assert_eq!(
+            authorize(&request, Scope::Admin),
+            Err(AuthError::MissingScope(Scope::Admin))
+        );
+        assert_eq!(
+            caller(&ApiGatewayV2httpRequest::default()),
+            Err(AuthError::Unauthenticated)
+        );
+        assert_eq!(
+            caller(&with_context(
+                json!({"tenant": "t#1", "key_id": "k", "scopes": "read"})
+            )),
             Err(AuthError::Unauthenticated)
         );
     }

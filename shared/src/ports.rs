@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 
 use crate::domain::access::KeyRecord;
 use crate::domain::audit::{AuditDraft, AuditEntry};
-use crate::domain::{AccountId, AggregateDelta, EventId, HourBucket, StoredEvent, SubjectId, TenantId};
+use crate::domain::{
+    AccountId, AggregateDelta, EventId, HourBucket, StoredEvent, SubjectId, TenantId,
+};
 
 /// Storage failures. The detail is for logs; clients only learn that a retry is needed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -85,7 +87,10 @@ pub trait AccessStore: Send + Sync {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    fn tenant_exists(&self, tenant: &TenantId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn tenant_exists(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Stores a new key record (never overwrites one).
     fn put_key(&self, record: &KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -97,7 +102,10 @@ pub trait AccessStore: Send + Sync {
         key_id: &str,
     ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
 
-    fn list_keys(&self, tenant: &TenantId) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+    fn list_keys(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
 
     fn revoke_key(
         &self,

@@ -18,8 +18,10 @@ use time::OffsetDateTime;
 use vigil_shared::adapters::dynamo::{DynamoStore, Tables};
 use vigil_shared::adapters::kms;
 use vigil_shared::api::{error_response, json_response, with_retry_after};
+use vigil_shared::auth::{self, Caller};
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::crypto::{CryptoError, SubjectLookup};
+use vigil_shared::domain::access::Scope;
 use vigil_shared::domain::validate::event_id_hint;
 use vigil_shared::domain::{
     validate_event, AggregateDelta, Limits, StoredEvent, SubjectId, TenantId,
@@ -67,7 +69,8 @@ impl Deps<DynamoStore> {
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let kms_client = aws_sdk_kms::Client::new(&sdk);
         let subject_lookup =
-            kms::derive_subject_lookup(&kms_client, config.require(Setting::SubjectLookupKeyId)?).await?;
+            kms::derive_subject_lookup(&kms_client, config.require(Setting::SubjectLookupKeyId)?)
+                .await?;
         Ok(Self {
             store: DynamoStore::new(dynamodb, Tables::from_config(config), retry),
             subject_lookup,
@@ -128,9 +131,13 @@ pub async fn handle<S: IngestStore>(
         .clone()
         .unwrap_or_default();
     let cold_start = telemetry::take_cold_start();
-    match ingest(request, deps, &request_id).await {
-        Ok((tenant, body)) => {
-            log_outcome(&tenant, &body, cold_start, deps.emit_metrics);
+    let caller = match auth::authorize(request, Scope::Ingest) {
+        Ok(caller) => caller,
+        Err(denied) => return denied.response(&request_id),
+    };
+    match ingest(request, &caller.tenant, deps, &request_id).await {
+        Ok(body) => {
+            log_outcome(&caller, &body, cold_start, deps.emit_metrics);
             let nothing_stored = body.accepted == 0 && body.duplicates == 0;
             if body.failed > 0 && nothing_stored {
                 with_retry_after(json_response(503, &body), 1)
@@ -156,10 +163,11 @@ pub async fn handle<S: IngestStore>(
     }
 }
 
-fn log_outcome(tenant: &TenantId, body: &IngestResponse, cold_start: bool, emit_metrics: bool) {
+fn log_outcome(caller: &Caller, body: &IngestResponse, cold_start: bool, emit_metrics: bool) {
     tracing::info!(
         request_id = body.request_id,
-        tenant = tenant.as_str(),
+        tenant = caller.tenant.as_str(),
+        key_id = caller.key_id,
         cold_start,
         accepted = body.accepted,
         duplicates = body.duplicates,
@@ -198,10 +206,10 @@ struct Pending {
 
 async fn ingest<S: IngestStore>(
     request: &ApiGatewayV2httpRequest,
+    tenant: &TenantId,
     deps: &Deps<S>,
     request_id: &str,
-) -> Result<(TenantId, IngestResponse), RequestError> {
-    let tenant = request::tenant_from_request(request)?;
+) -> Result<IngestResponse, RequestError> {
     let bytes = request::body_bytes(request)?;
     let elements = request::parse_envelope(&bytes)?;
     let now = (deps.clock)();
@@ -233,23 +241,20 @@ async fn ingest<S: IngestStore>(
         results.push(result);
     }
 
-    let pending = pseudonymise(&tenant, valid, deps, &mut results).await;
-    let pending = drop_stored_duplicates(&tenant, pending, &deps.store, &mut results).await;
-    store_and_count(&tenant, pending, &deps.store, &mut results).await;
+    let pending = pseudonymise(tenant, valid, deps, &mut results).await;
+    let pending = drop_stored_duplicates(tenant, pending, &deps.store, &mut results).await;
+    store_and_count(tenant, pending, &deps.store, &mut results).await;
 
     let count = |status| results.iter().filter(|r| r.status == status).count();
-    Ok((
-        tenant,
-        IngestResponse {
-            request_id: request_id.to_owned(),
-            accepted: count(EventStatus::Accepted),
-            duplicates: count(EventStatus::Duplicate),
-            rejected: count(EventStatus::Rejected),
-            failed: count(EventStatus::Failed),
-            dropped_fields: results.iter().map(|r| r.dropped_fields.len()).sum(),
-            results,
-        },
-    ))
+    Ok(IngestResponse {
+        request_id: request_id.to_owned(),
+        accepted: count(EventStatus::Accepted),
+        duplicates: count(EventStatus::Duplicate),
+        rejected: count(EventStatus::Rejected),
+        failed: count(EventStatus::Failed),
+        dropped_fields: results.iter().map(|r| r.dropped_fields.len()).sum(),
+        results,
+    })
 }
 
 fn mark_failed(results: &mut [EventResult], index: usize, operation: &str, error: &StoreError) {
@@ -492,9 +497,9 @@ mod tests {
     async fn whole_request_errors_have_their_status() {
         let deps = deps();
         assert_eq!(handle(&post("{"), &deps).await.status_code, 400);
-        let mut no_tenant = post("{\"events\": []}");
-        no_tenant.headers.remove("x-vigil-tenant");
-        assert_eq!(handle(&no_tenant, &deps).await.status_code, 401);
+        let mut no_caller = post("{\"events\": []}");
+        no_caller.request_context.authorizer = None;
+        assert_eq!(handle(&no_caller, &deps).await.status_code, 401);
         let mut text = post("{}");
         text.headers
             .insert("content-type", HeaderValue::from_static("text/plain"));

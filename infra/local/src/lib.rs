@@ -49,3 +49,46 @@ pub async fn provision_from(
 pub fn repo_template() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml")
 }
+
+/// A store on the stack's tenants and audit tables, straight to the emulator.
+pub async fn access_store(
+    stack: &Provisioned,
+    emulator: &str,
+) -> vigil_shared::adapters::dynamo::DynamoStore {
+    use vigil_shared::adapters::dynamo::{DynamoStore, Tables};
+    let sdk = emulator_config(emulator).await;
+    let tables = Tables {
+        tenants: stack.reference("TenantsTable").map(str::to_owned),
+        audit: stack.reference("AuditTable").map(str::to_owned),
+        ..Tables::default()
+    };
+    DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        tables,
+        RetryPolicy::default(),
+    )
+}
+
+/// Creates `tenant` if needed and issues it a key, as the operator CLI does; returns the secret.
+pub async fn issue_local_key(
+    store: &vigil_shared::adapters::dynamo::DynamoStore,
+    tenant: &str,
+    scopes: &[vigil_shared::domain::access::Scope],
+    name: &str,
+    expires_at: Option<time::OffsetDateTime>,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    use vigil_shared::ports::AccessStore;
+    let tenant = vigil_shared::domain::TenantId::parse(tenant)?;
+    let now = time::OffsetDateTime::now_utc();
+    store.create_tenant(&tenant, "local", now).await?;
+    let issued = vigil_admin::issue_key(
+        store,
+        &tenant,
+        "operator",
+        "local-setup",
+        (name.to_owned(), scopes.to_vec(), expires_at),
+        now,
+    )
+    .await?;
+    Ok(issued.secret)
+}

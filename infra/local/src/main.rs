@@ -74,6 +74,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
     let server = start(api, args.listen).await?;
+    let store = vigil_local::access_store(&stack, &args.emulator).await;
+    let demo_key = vigil_local::issue_local_key(
+        &store,
+        "demo",
+        &vigil_shared::domain::access::Scope::ALL,
+        "local demo",
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
 
     let mut resources: Vec<(String, String)> = stack
         .resources
@@ -106,11 +116,25 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("  state:     {}", args.state_file.display());
+    println!(
+        "\nDemo tenant \"demo\", key with every scope (local only, shown once):\n  {demo_key}"
+    );
+    println!(
+        "More keys: cargo run -q -p vigil-ops -- --local key issue --tenant demo --scopes ingest"
+    );
     println!("\nTry it:\n");
     println!("  curl -s -X POST http://{}/v1/events \\", server.addr);
-    println!("    -H 'content-type: application/json' -H 'x-vigil-tenant: demo' \\");
+    println!("    -H 'content-type: application/json' -H 'authorization: Bearer {demo_key}' \\");
     println!("    -d '{{\"events\": [{{\"id\": \"e-1\", \"time\": \"{}\", \"source\": \"api_call\", \"account\": \"acme\", \"user\": \"u-42\", \"data\": {{\"endpoint\": \"/v1/pay\", \"method\": \"POST\", \"status\": 201, \"latency_ms\": 83, \"units\": 1}}}}]}}'",
         sample_time());
+    println!(
+        "\n  curl -s http://{}/v1/accounts/acme/usage -H 'authorization: Bearer {demo_key}'",
+        server.addr
+    );
+    println!(
+        "  curl -s http://{}/v1/audit/verify -H 'authorization: Bearer {demo_key}'",
+        server.addr
+    );
     println!("\nCtrl-C stops the server and the emulator.");
 
     tokio::signal::ctrl_c().await?;

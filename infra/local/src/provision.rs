@@ -47,6 +47,17 @@ fn aws_error(resource: &str, error: impl std::error::Error) -> ProvisionError {
 pub struct Route {
     pub method: String,
     pub path: String,
+    /// False when the route opts out of the default authorizer (`Auth: {Authorizer: NONE}`).
+    pub authorized: bool,
+}
+
+/// The HTTP API's default Lambda authorizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAuthorizer {
+    pub function_logical_id: String,
+    /// Lower-case header names that form the identity (and the cache key).
+    pub identity_headers: Vec<String>,
+    pub cache_seconds: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +76,7 @@ pub struct Provisioned {
     pub region: String,
     pub resources: HashMap<String, Physical>,
     pub functions: Vec<LocalFunction>,
+    pub authorizer: Option<LocalAuthorizer>,
 }
 
 impl Provisioned {
@@ -113,6 +125,7 @@ pub async fn provision(
     );
     let mut resources: HashMap<String, Physical> = HashMap::new();
     let mut functions = Vec::new();
+    let mut authorizer = None;
 
     // Kinds in dependency order; within a kind, the template's order.
     let order = [
@@ -138,6 +151,18 @@ pub async fn provision(
     for kind in order {
         for resource in template.of_kind(kind) {
             let id = resource.logical_id.as_str();
+            if kind == "AWS::Serverless::HttpApi" {
+                // Not resolved: its authorizer refers to a function whose events refer to it.
+                authorizer = http_api_authorizer(id, &resource.properties)?;
+                resources.insert(
+                    id.to_owned(),
+                    Physical {
+                        reference: format!("{stack_name}-{id}"),
+                        ..Physical::default()
+                    },
+                );
+                continue;
+            }
             let props = Resolver {
                 stack_name,
                 region: &region,
@@ -217,7 +242,72 @@ pub async fn provision(
         region,
         resources,
         functions,
+        authorizer,
     })
+}
+
+/// The default authorizer of an `AWS::Serverless::HttpApi`, read from its raw properties.
+fn http_api_authorizer(
+    id: &str,
+    props: &serde_yaml::Value,
+) -> Result<Option<LocalAuthorizer>, ProvisionError> {
+    let Some(auth) = props.get("Auth") else {
+        return Ok(None);
+    };
+    let unsupported = |property: &str| ProvisionError::Unsupported {
+        resource: id.to_owned(),
+        property: property.to_owned(),
+    };
+    let Some(default) = auth.get("DefaultAuthorizer").and_then(|d| d.as_str()) else {
+        return Ok(None);
+    };
+    let authorizer = auth
+        .get("Authorizers")
+        .and_then(|a| a.get(default))
+        .ok_or_else(|| unsupported("Auth.DefaultAuthorizer (not declared)"))?;
+    if authorizer
+        .get("EnableSimpleResponses")
+        .and_then(|v| v.as_bool())
+        != Some(true)
+    {
+        return Err(unsupported(
+            "Auth.Authorizers (only simple responses are emulated)",
+        ));
+    }
+    // `!GetAtt Function.Arn`, as a tag or as a `Fn::GetAtt` mapping.
+    let target = match authorizer.get("FunctionArn") {
+        Some(serde_yaml::Value::Tagged(tagged)) if tagged.tag == "GetAtt" => {
+            tagged.value.as_str().map(str::to_owned)
+        }
+        Some(other) => other
+            .get("Fn::GetAtt")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        None => None,
+    }
+    .and_then(|path| path.strip_suffix(".Arn").map(str::to_owned))
+    .ok_or_else(|| unsupported("Auth.Authorizers.FunctionArn (expected !GetAtt <Function>.Arn)"))?;
+    let identity = authorizer.get("Identity");
+    let identity_headers = identity
+        .and_then(|i| i.get("Headers"))
+        .and_then(|h| h.as_sequence())
+        .map(|headers| {
+            headers
+                .iter()
+                .filter_map(|h| h.as_str())
+                .map(str::to_ascii_lowercase)
+                .collect()
+        })
+        .unwrap_or_else(|| vec!["authorization".to_owned()]);
+    let cache_seconds = identity
+        .and_then(|i| i.get("ReauthorizeEvery"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(300);
+    Ok(Some(LocalAuthorizer {
+        function_logical_id: target,
+        identity_headers,
+        cache_seconds,
+    }))
 }
 
 fn local_function(id: &str, binary: String, props: &Value) -> LocalFunction {
@@ -248,6 +338,7 @@ fn local_function(id: &str, binary: String, props: &Value) -> LocalFunction {
                     Some(Route {
                         method: text(e, &["Properties", "Method"])?.to_uppercase(),
                         path: text(e, &["Properties", "Path"])?.to_owned(),
+                        authorized: text(e, &["Properties", "Auth", "Authorizer"]) != Some("NONE"),
                     })
                 })
                 .collect()

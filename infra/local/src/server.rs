@@ -6,7 +6,9 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::apigw::{
+    ApiGatewayV2CustomAuthorizerV2Request, ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
+};
 use aws_lambda_events::encodings::Body as LambdaBody;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -16,14 +18,17 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use vigil_authorizer::AuthorizerResponse;
 use vigil_shared::adapters::dynamo::DynamoStore;
 use vigil_shared::config::Config;
 
-use crate::provision::{LocalFunction, Provisioned, Route};
+use crate::provision::{LocalAuthorizer, LocalFunction, Provisioned, Route};
 
 /// API Gateway's payload limit: larger requests never reach a function.
 pub const API_GATEWAY_MAX_PAYLOAD: usize = 10 * 1024 * 1024;
@@ -41,6 +46,16 @@ pub enum ServeError {
 /// A function's handler with its dependencies, built once like a cold start.
 pub enum Handler {
     Ingest(vigil_ingest::Deps<DynamoStore>),
+    Admin(vigil_admin::Deps<DynamoStore>),
+    Dashboard(vigil_dashboard::Deps<DynamoStore>),
+    Authorizer(vigil_authorizer::Deps<DynamoStore>),
+}
+
+fn init_error(function: &LocalFunction, error: impl std::fmt::Display) -> ServeError {
+    ServeError::Init {
+        function: function.logical_id.clone(),
+        detail: error.to_string(),
+    }
 }
 
 impl Handler {
@@ -55,15 +70,24 @@ impl Handler {
         env.insert("AWS_ENDPOINT_URL".into(), endpoint.to_owned());
         env.insert("AWS_REGION".into(), region.to_owned());
         let config = Config::from_lookup(|name| env.get(name).cloned());
+        let init = |e: &dyn std::fmt::Display| init_error(function, e);
         match function.binary.as_str() {
-            "vigil-ingest" => Ok(Handler::Ingest(
-                vigil_ingest::Deps::connect(&config)
-                    .await
-                    .map_err(|e| ServeError::Init {
-                        function: function.logical_id.clone(),
-                        detail: e.to_string(),
-                    })?,
-            )),
+            "vigil-ingest" => vigil_ingest::Deps::connect(&config)
+                .await
+                .map(Handler::Ingest)
+                .map_err(|e| init(&e)),
+            "vigil-admin" => vigil_admin::Deps::connect(&config)
+                .await
+                .map(Handler::Admin)
+                .map_err(|e| init(&e)),
+            "vigil-dashboard" => vigil_dashboard::Deps::connect(&config)
+                .await
+                .map(Handler::Dashboard)
+                .map_err(|e| init(&e)),
+            "vigil-authorizer" => vigil_authorizer::Deps::connect(&config)
+                .await
+                .map(Handler::Authorizer)
+                .map_err(|e| init(&e)),
             other => Err(ServeError::UnknownBinary {
                 function: function.logical_id.clone(),
                 binary: other.to_owned(),
@@ -74,25 +98,66 @@ impl Handler {
     async fn call(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         match self {
             Handler::Ingest(deps) => vigil_ingest::handle(request, deps).await,
+            Handler::Admin(deps) => vigil_admin::handle(request, deps).await,
+            Handler::Dashboard(deps) => vigil_dashboard::handle(request, deps).await,
+            Handler::Authorizer(_) => plain_response(404, "Not Found"),
+        }
+    }
+
+    /// Runs the authorizer; Err when the function fails (API Gateway answers 500).
+    async fn authorize(
+        &self,
+        request: &ApiGatewayV2CustomAuthorizerV2Request,
+    ) -> Result<AuthorizerResponse, ()> {
+        match self {
+            Handler::Authorizer(deps) => {
+                vigil_authorizer::authorize(request, deps)
+                    .await
+                    .map_err(|error| {
+                        tracing::warn!(error = %error, "authorizer failed");
+                    })
+            }
+            _ => Err(()),
         }
     }
 }
 
-/// Routes and their handlers.
+/// The emulated authorizer: its function, identity headers and decision cache.
+struct Gate {
+    handler: Arc<Handler>,
+    config: LocalAuthorizer,
+    /// Identity -> (when decided, context if allowed), like API Gateway's cache.
+    cache: Mutex<HashMap<String, (Instant, Option<serde_json::Value>)>>,
+}
+
+/// Routes and their handlers, behind the authorizer.
 pub struct LocalApi {
     routes: Vec<(Route, Arc<Handler>)>,
+    gate: Option<Gate>,
 }
 
 impl LocalApi {
     pub async fn build(stack: &Provisioned, endpoint: &str) -> Result<Self, ServeError> {
         let mut routes = Vec::new();
+        let mut gate = None;
         for function in &stack.functions {
             let handler = Arc::new(Handler::build(function, endpoint, &stack.region).await?);
+            if let Some(config) = stack
+                .authorizer
+                .as_ref()
+                .filter(|a| a.function_logical_id == function.logical_id)
+            {
+                gate = Some(Gate {
+                    handler: handler.clone(),
+                    config: config.clone(),
+                    cache: Mutex::new(HashMap::new()),
+                });
+            }
             for route in &function.routes {
                 routes.push((route.clone(), handler.clone()));
             }
         }
-        Ok(Self { routes })
+        Ok(Self { routes, gate })
     }
 
     pub fn routes(&self) -> impl Iterator<Item = &Route> {
@@ -132,13 +197,101 @@ impl LocalApi {
                 )
             }
         };
-        let event = api_gateway_event(&parts, &body, route, params, peer);
+        let mut event = api_gateway_event(&parts, &body, route, params, peer);
+        if route.authorized {
+            if let Some(gate) = &self.gate {
+                match gate.check(&event).await {
+                    Ok(context) => {
+                        event["requestContext"]["authorizer"] = json!({ "lambda": context })
+                    }
+                    Err(denied) => return denied,
+                }
+            }
+        }
         let event: ApiGatewayV2httpRequest = match serde_json::from_value(event) {
             Ok(event) => event,
             Err(_) => return plain(StatusCode::BAD_REQUEST, json!({"message": "Bad Request"})),
         };
         into_http(handler.call(&event).await)
     }
+}
+
+impl Gate {
+    /// API Gateway's steps: 401 without identity, else the (cached) decision: 403 or the context.
+    async fn check(
+        &self,
+        event: &serde_json::Value,
+    ) -> Result<serde_json::Value, Response<Full<Bytes>>> {
+        let identity: Vec<String> = self
+            .config
+            .identity_headers
+            .iter()
+            .filter_map(|name| {
+                event["headers"][name]
+                    .as_str()
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned)
+            })
+            .collect();
+        if identity.len() != self.config.identity_headers.len() {
+            return Err(plain(
+                StatusCode::UNAUTHORIZED,
+                json!({"message": "Unauthorized"}),
+            ));
+        }
+        let cache_key = identity.join("\n");
+        let ttl = Duration::from_secs(self.config.cache_seconds);
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&cache_key)
+            .filter(|(at, _)| at.elapsed() < ttl)
+            .map(|(_, context)| context.clone());
+        let context = match cached {
+            Some(context) => context,
+            None => {
+                let mut request = event.clone();
+                request["type"] = json!("REQUEST");
+                request["identitySource"] = json!(identity);
+                request["routeArn"] = json!(format!(
+                    "arn:aws:execute-api:local:{}:local/$default/{}",
+                    crate::provision::LOCAL_ACCOUNT_ID,
+                    event["routeKey"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .replace(' ', "")
+                ));
+                let Ok(request) =
+                    serde_json::from_value::<ApiGatewayV2CustomAuthorizerV2Request>(request)
+                else {
+                    return Err(plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"message": "Internal Server Error"}),
+                    ));
+                };
+                let Ok(decision) = self.handler.authorize(&request).await else {
+                    return Err(plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"message": "Internal Server Error"}),
+                    ));
+                };
+                let context = decision.is_authorized.then_some(decision.context);
+                if ttl > Duration::ZERO {
+                    self.cache
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(cache_key, (Instant::now(), context.clone()));
+                }
+                context
+            }
+        };
+        context.ok_or_else(|| plain(StatusCode::FORBIDDEN, json!({"message": "Forbidden"})))
+    }
+}
+
+fn plain_response(status: u16, message: &str) -> ApiGatewayV2httpResponse {
+    vigil_shared::api::json_response(status, &json!({ "message": message }))
 }
 
 fn match_path(template: &str, path: &str) -> Option<HashMap<String, String>> {

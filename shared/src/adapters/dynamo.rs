@@ -473,7 +473,8 @@ impl IngestStore for DynamoStore {
                 .build()
                 .map(|put| WriteRequest::builder().put_request(put).build())
         });
-        self.write_all(&self.tables.events, "events", requests).await
+        self.write_all(&self.tables.events, "events", requests)
+            .await
     }
 
     async fn add_aggregates(&self, tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
@@ -499,6 +500,7 @@ impl IngestStore for DynamoStore {
                 .build()
                 .map(|delete| WriteRequest::builder().delete_request(delete).build())
         });
-        self.write_all(&self.tables.events, "events", requests).await
+        self.write_all(&self.tables.events, "events", requests)
+            .await
     }
 }

@@ -133,7 +133,12 @@ impl DynamoStore {
 }
 
 impl AccessStore for DynamoStore {
-    async fn create_tenant(&self, tenant: &TenantId, name: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+    async fn create_tenant(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .put_item()
@@ -147,7 +152,14 @@ impl AccessStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => Ok(false),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(failed("PutItem", e)),
         }
     }
@@ -178,7 +190,11 @@ impl AccessStore for DynamoStore {
             .map_err(|e| failed("PutItem", e))
     }
 
-    async fn get_key(&self, tenant: &TenantId, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+    async fn get_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+    ) -> Result<Option<KeyRecord>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -217,7 +233,12 @@ impl AccessStore for DynamoStore {
         }
     }
 
-    async fn revoke_key(&self, tenant: &TenantId, key_id: &str, now: OffsetDateTime) -> Result<Revocation, StoreError> {
+    async fn revoke_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Revocation, StoreError> {
         let result = self
             .client
             .update_item()
@@ -231,7 +252,12 @@ impl AccessStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(Revocation::Revoked),
-            Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
                 Ok(match self.get_key(tenant, key_id).await? {
                     Some(_) => Revocation::AlreadyRevoked,
                     None => Revocation::NotFound,
@@ -241,7 +267,12 @@ impl AccessStore for DynamoStore {
         }
     }
 
-    async fn record_key_use(&self, tenant: &TenantId, key_id: &str, hour: &str) -> Result<(), StoreError> {
+    async fn record_key_use(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        hour: &str,
+    ) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
@@ -256,7 +287,14 @@ impl AccessStore for DynamoStore {
         match result {
             Ok(_) => Ok(()),
             // Another request recorded this hour already.
-            Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(failed("UpdateItem", e)),
         }
     }
@@ -265,7 +303,12 @@ impl AccessStore for DynamoStore {
 impl AuditLog for DynamoStore {
     /// Reads the chain's tail and appends after it; a concurrent append wins the
     /// conditional put, and this one retries on the new tail.
-    async fn append(&self, tenant: &TenantId, draft: AuditDraft, now: OffsetDateTime) -> Result<AuditEntry, StoreError> {
+    async fn append(
+        &self,
+        tenant: &TenantId,
+        draft: AuditDraft,
+        now: OffsetDateTime,
+    ) -> Result<AuditEntry, StoreError> {
         let audit_table = table(&self.tables.audit, "audit")?;
         let mut attempt = 1;
         loop {
@@ -283,9 +326,17 @@ impl AuditLog for DynamoStore {
                 .await;
             match result {
                 Ok(_) => return Ok(entry),
-                Err(e) if matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
+                Err(e)
+                    if matches!(
+                        e.as_service_error(),
+                        Some(PutItemError::ConditionalCheckFailedException(_))
+                    ) =>
+                {
                     if attempt >= self.retry.max_attempts {
-                        return Err(StoreError::Exhausted { operation: "audit append", attempts: attempt });
+                        return Err(StoreError::Exhausted {
+                            operation: "audit append",
+                            attempts: attempt,
+                        });
                     }
                     self.retry.sleep_before(attempt).await;
                     attempt += 1;
@@ -295,7 +346,12 @@ impl AuditLog for DynamoStore {
         }
     }
 
-    async fn entries(&self, tenant: &TenantId, after_seq: Option<u64>, limit: Option<usize>) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn entries(
+        &self,
+        tenant: &TenantId,
+        after_seq: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let audit_table = table(&self.tables.audit, "audit")?;
         let mut entries = Vec::new();
         let mut start = None;
@@ -357,7 +413,9 @@ impl UsageStore for DynamoStore {
                     .ok_or_else(|| corrupt("aggregate"))?;
                 let mut counters: Vec<(String, u64)> = item
                     .iter()
-                    .filter_map(|(name, value)| Some((name.clone(), value.as_n().ok()?.parse().ok()?)))
+                    .filter_map(|(name, value)| {
+                        Some((name.clone(), value.as_n().ok()?.parse().ok()?))
+                    })
                     .collect();
                 counters.sort();
                 hours.push(HourlyUsage { hour, counters });

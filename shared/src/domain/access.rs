@@ -46,7 +46,11 @@ impl Scope {
 
     /// `"ingest read"` (space-separated, as the authorizer passes them on).
     pub fn join(scopes: &[Scope]) -> String {
-        scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Parses a space- or comma-separated list; None if any item is unknown.
@@ -83,7 +87,9 @@ impl fmt::Debug for PresentedKey {
 }
 
 fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl PresentedKey {
@@ -239,37 +245,73 @@ mod tests {
 
     #[test]
     fn an_issued_key_verifies_and_only_its_hash_is_kept() {
-        let issued = IssuedKey::generate(&tenant("acme_corp"), "ci", vec![Scope::Ingest], NOW, None);
+        let issued =
+            IssuedKey::generate(&tenant("acme_corp"), "ci", vec![Scope::Ingest], NOW, None);
         assert!(issued.secret.starts_with("vk_acme_corp_"));
         let presented = PresentedKey::parse(&issued.secret).expect("parses");
         assert_eq!(presented.tenant, tenant("acme_corp"));
         assert_eq!(presented.key_id, issued.record.key_id);
         assert_eq!(issued.record.verify(&presented, NOW), Ok(()));
-        assert!(!issued.record.secret_hash.contains(&issued.secret[issued.secret.len() - 64..]));
-        assert!(!format!("{presented:?} {issued:?}").contains(&issued.secret[issued.secret.len() - 64..]));
+        assert!(!issued
+            .record
+            .secret_hash
+            .contains(&issued.secret[issued.secret.len() - 64..]));
+        assert!(!format!("{presented:?} {issued:?}")
+            .contains(&issued.secret[issued.secret.len() - 64..]));
     }
 
     #[test]
     fn wrong_revoked_and_expired_keys_are_denied() {
-        let mut issued = IssuedKey::generate(&tenant("t"), "k", vec![Scope::Read], NOW, Some(NOW + time::Duration::hours(1)));
+        let mut issued = IssuedKey::generate(
+            &tenant("t"),
+            "k",
+            vec![Scope::Read],
+            NOW,
+            Some(NOW + time::Duration::hours(1)),
+        );
         let mut forged = issued.secret.clone();
         forged.pop();
-        forged.push(if issued.secret.ends_with('0') { '1' } else { '0' });
+        forged.push(if issued.secret.ends_with('0') {
+            '1'
+        } else {
+            '0'
+        });
         let forged = PresentedKey::parse(&forged).expect("well-formed");
-        assert_eq!(issued.record.verify(&forged, NOW), Err(KeyDenial::WrongSecret));
+        assert_eq!(
+            issued.record.verify(&forged, NOW),
+            Err(KeyDenial::WrongSecret)
+        );
         let presented = PresentedKey::parse(&issued.secret).expect("parses");
-        assert_eq!(issued.record.verify(&presented, NOW + time::Duration::hours(2)), Err(KeyDenial::Expired));
+        assert_eq!(
+            issued
+                .record
+                .verify(&presented, NOW + time::Duration::hours(2)),
+            Err(KeyDenial::Expired)
+        );
         issued.record.revoked_at = Some(NOW);
-        assert_eq!(issued.record.verify(&presented, NOW), Err(KeyDenial::Revoked));
+        assert_eq!(
+            issued.record.verify(&presented, NOW),
+            Err(KeyDenial::Revoked)
+        );
     }
 
     #[test]
     fn malformed_keys_do_not_parse() {
-        for bad in ["", "Bearer", "vk_", "vk_t_abc_def", "xx_t_0123456789abcdef_00", "vk__0123456789abcdef_0000"] {
+        for bad in [
+            "",
+            "Bearer",
+            "vk_",
+            "vk_t_abc_def",
+            "xx_t_0123456789abcdef_00",
+            "vk__0123456789abcdef_0000",
+        ] {
             assert!(PresentedKey::parse(bad).is_none(), "{bad}");
         }
         assert!(PresentedKey::from_authorization("Basic abc").is_none());
-        assert_eq!(Scope::parse_list("read, ingest read"), Some(vec![Scope::Ingest, Scope::Read]));
+        assert_eq!(
+            Scope::parse_list("read, ingest read"),
+            Some(vec![Scope::Ingest, Scope::Read])
+        );
         assert_eq!(Scope::parse_list("read,root"), None);
     }
 }

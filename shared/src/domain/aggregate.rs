@@ -209,7 +209,10 @@ mod tests {
     fn labels_parse_back() {
         let hour = HourBucket::parse("2026-11-01T10").expect("parses");
         assert_eq!(hour.label(), "2026-11-01T10");
-        assert_eq!(hour.hours_until(HourBucket::parse("2026-11-02T10").expect("parses")), 24);
+        assert_eq!(
+            hour.hours_until(HourBucket::parse("2026-11-02T10").expect("parses")),
+            24
+        );
         assert!(HourBucket::parse("2026-11-01").is_none());
         assert!(HourBucket::parse("2026-11-01T25").is_none());
     }

@@ -67,7 +67,12 @@ fn rfc3339(time: OffsetDateTime) -> String {
 
 impl AuditEntry {
     /// The entry that follows `previous` (None: the chain's first).
-    pub fn next(tenant: &TenantId, previous: Option<&AuditEntry>, draft: AuditDraft, now: OffsetDateTime) -> Self {
+    pub fn next(
+        tenant: &TenantId,
+        previous: Option<&AuditEntry>,
+        draft: AuditDraft,
+        now: OffsetDateTime,
+    ) -> Self {
         let (seq, prev_hash, prev_time) = match previous {
             Some(p) => (p.seq + 1, p.hash.clone(), rfc3339(p.time)),
             None => (1, GENESIS_HASH.to_owned(), String::new()),
@@ -139,7 +144,12 @@ pub fn verify_chain(tenant: &TenantId, entries: &[AuditEntry], now: OffsetDateTi
     let mut findings = Vec::new();
     let mut previous: Option<&AuditEntry> = None;
     for entry in entries {
-        let mut flag = |problem| findings.push(ChainFinding { seq: entry.seq, problem });
+        let mut flag = |problem| {
+            findings.push(ChainFinding {
+                seq: entry.seq,
+                problem,
+            })
+        };
         if entry.compute_hash(tenant) != entry.hash {
             flag(ChainProblem::Changed);
         }
@@ -213,17 +223,32 @@ mod tests {
         let (tenant, mut entries) = chain(6);
         entries[1].outcome = "denied".into();
         let report = verify_chain(&tenant, &entries, NOW);
-        assert_eq!(report.findings, [ChainFinding { seq: 2, problem: ChainProblem::Changed }]);
+        assert_eq!(
+            report.findings,
+            [ChainFinding {
+                seq: 2,
+                problem: ChainProblem::Changed
+            }]
+        );
 
         let (tenant, mut entries) = chain(6);
         entries.remove(3);
         let report = verify_chain(&tenant, &entries, NOW);
         let at: Vec<_> = report.findings.iter().map(|f| (f.seq, f.problem)).collect();
-        assert_eq!(at, [(5, ChainProblem::Missing), (5, ChainProblem::BrokenLink)]);
+        assert_eq!(
+            at,
+            [(5, ChainProblem::Missing), (5, ChainProblem::BrokenLink)]
+        );
 
         let (tenant, mut entries) = chain(3);
         entries.remove(0);
-        assert_eq!(verify_chain(&tenant, &entries, NOW).findings[0], ChainFinding { seq: 2, problem: ChainProblem::Missing });
+        assert_eq!(
+            verify_chain(&tenant, &entries, NOW).findings[0],
+            ChainFinding {
+                seq: 2,
+                problem: ChainProblem::Missing
+            }
+        );
         // ...but a head that expired is fine.
         assert!(verify_chain(&tenant, &entries, NOW + AUDIT_RETENTION).intact);
     }

@@ -1,0 +1,131 @@
+//! The HTTP API's Lambda authorizer (REQUEST type, simple responses).
+//!
+//! `Authorization: Bearer vk_<tenant>_<key id>_<secret>` is resolved with one
+//! DynamoDB read (the key record) and a constant-time hash compare. The answer
+//! says nothing about what was wrong; the log says why, by key id only. API
+//! Gateway caches the answer on the header for the template's TTL, so a
+//! revocation takes effect within that time. Last use is recorded at most once
+//! per key per hour.
+
+use aws_lambda_events::apigw::{
+    ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
+};
+use serde_json::{json, Value};
+use thiserror::Error;
+use time::OffsetDateTime;
+use vigil_shared::adapters::dynamo::{DynamoStore, Tables};
+use vigil_shared::auth::{CONTEXT_KEY_ID, CONTEXT_SCOPES, CONTEXT_TENANT};
+use vigil_shared::aws;
+use vigil_shared::config::{Config, ConfigError, Setting};
+use vigil_shared::domain::access::{KeyDenial, PresentedKey, Scope};
+use vigil_shared::domain::HourBucket;
+use vigil_shared::ports::{AccessStore, StoreError};
+use vigil_shared::retry::RetryPolicy;
+
+pub struct Deps<S> {
+    pub store: S,
+    pub clock: fn() -> OffsetDateTime,
+}
+
+impl Deps<DynamoStore> {
+    pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
+        config.require_all(&[Setting::TenantsTable])?;
+        let retry = RetryPolicy::default();
+        let sdk = aws::sdk_config(
+            config.endpoint_url.as_deref(),
+            config.region.as_deref(),
+            retry,
+        )
+        .await;
+        Ok(Self {
+            store: DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                Tables::from_config(config),
+                retry,
+            ),
+            clock: OffsetDateTime::now_utc,
+        })
+    }
+}
+
+/// Storage failed: API Gateway answers 500 and the client may retry.
+#[derive(Debug, Error)]
+#[error("key lookup failed: {0}")]
+pub struct AuthorizerError(#[from] StoreError);
+
+pub type AuthorizerResponse = ApiGatewayV2CustomAuthorizerSimpleResponse<Value>;
+
+fn deny() -> AuthorizerResponse {
+    let mut response = AuthorizerResponse::default();
+    response.is_authorized = false;
+    response.context = json!({});
+    response
+}
+
+fn presented_key(request: &ApiGatewayV2CustomAuthorizerV2Request) -> Option<PresentedKey> {
+    let header = request.headers.get("authorization")?.to_str().ok()?;
+    PresentedKey::from_authorization(header)
+}
+
+pub async fn authorize<S: AccessStore>(
+    request: &ApiGatewayV2CustomAuthorizerV2Request,
+    deps: &Deps<S>,
+) -> Result<AuthorizerResponse, AuthorizerError> {
+    let request_id = request
+        .request_context
+        .request_id
+        .clone()
+        .unwrap_or_default();
+    let Some(presented) = presented_key(request) else {
+        tracing::info!(
+            request_id,
+            reason = KeyDenial::Malformed.as_str(),
+            "key denied"
+        );
+        return Ok(deny());
+    };
+    let now = (deps.clock)();
+    let record = deps
+        .store
+        .get_key(&presented.tenant, &presented.key_id)
+        .await?;
+    let verdict = match &record {
+        None => Err(KeyDenial::Unknown),
+        Some(record) => record.verify(&presented, now),
+    };
+    let (Some(record), Ok(())) = (record, verdict) else {
+        let reason = verdict.err().map_or("", KeyDenial::as_str);
+        tracing::info!(
+            request_id,
+            tenant = presented.tenant.as_str(),
+            key_id = presented.key_id,
+            reason,
+            "key denied"
+        );
+        return Ok(deny());
+    };
+    let hour = HourBucket::of(now).label();
+    if record.last_used_hour.as_deref() != Some(hour.as_str()) {
+        if let Err(error) = deps
+            .store
+            .record_key_use(&record.tenant, &record.key_id, &hour)
+            .await
+        {
+            tracing::warn!(request_id, key_id = record.key_id, error = %error, "last use not recorded");
+        }
+    }
+    tracing::info!(
+        request_id,
+        tenant = record.tenant.as_str(),
+        key_id = record.key_id,
+        "key accepted"
+    );
+    let mut response = AuthorizerResponse::default();
+    response.is_authorized = true;
+    response.context = json!({
+        CONTEXT_TENANT: record.tenant.as_str(),
+        CONTEXT_KEY_ID: record.key_id,
+        CONTEXT_SCOPES: Scope::join(&record.scopes),
+    });
+    Ok(response)
+}
