@@ -65,6 +65,15 @@ async fn main() {
         std::process::exit(2);
     }
     let stack = TestStack::start().await;
+    let tenants = stack.table("TenantsTable");
+    // The authorizer's reads and writes are reported on their own, below.
+    let ingest_counts = |stack: &TestStack| -> BTreeMap<String, usize> {
+        stack
+            .proxy
+            .counts_except(&[tenants.as_str()])
+            .into_iter()
+            .collect()
+    };
     let account_hours = ACCOUNTS * (EVENTS / PER_REQUEST);
     let lower_bound = EVENTS.div_ceil(25) + account_hours;
     println!("{EVENTS} api_call events, {PER_REQUEST} per request, {ACCOUNTS} accounts, {USERS} users, {account_hours} account-hours");
@@ -76,19 +85,19 @@ async fn main() {
     let batches = requests("first");
     let (accepted, _) = send_all(&stack, &batches).await;
     assert_eq!(accepted, EVENTS as u64);
-    let first: BTreeMap<String, usize> = stack.proxy.counts().into_iter().collect();
+    let first = ingest_counts(&stack);
     let first_total = print_counts("first sight (every user new):", &first);
 
     stack.proxy.reset_counts();
     let (accepted, _) = send_all(&stack, &requests("second")).await;
     assert_eq!(accepted, EVENTS as u64);
-    let steady: BTreeMap<String, usize> = stack.proxy.counts().into_iter().collect();
+    let steady = ingest_counts(&stack);
     let steady_total = print_counts("steady state (users known):", &steady);
 
     stack.proxy.reset_counts();
     let (_, duplicates) = send_all(&stack, &batches).await;
     assert_eq!(duplicates, EVENTS as u64);
-    let resend: BTreeMap<String, usize> = stack.proxy.counts().into_iter().collect();
+    let resend = ingest_counts(&stack);
     let resend_total = print_counts("resend of the first 1,000 (all duplicates):", &resend);
 
     let writes = steady.get("BatchWriteItem").copied().unwrap_or(0)
@@ -105,6 +114,33 @@ async fn main() {
         None,
         "a resend writes nothing"
     );
+
+    // Authorizer: one GetItem per uncached request, at most one UpdateItem per key per hour.
+    stack.proxy.reset_counts();
+    const KEYS: usize = 5;
+    for k in 0..KEYS {
+        let key = stack
+            .issue_key("bench", &[vigil_shared::domain::access::Scope::Read])
+            .await;
+        for _ in 0..3 {
+            let (status, _) = stack
+                .call(
+                    reqwest::Method::GET,
+                    "/v1/accounts/account-0/usage",
+                    Some(&key),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "key {k}");
+        }
+    }
+    let (reads, writes) = (
+        stack.proxy.count_on("GetItem", &tenants),
+        stack.proxy.count_on("UpdateItem", &tenants),
+    );
+    println!("\nauthorizer: {KEYS} keys x 3 requests: {reads} GetItem (one per uncached request), {writes} UpdateItem (last use, once per key per hour)");
+    assert_eq!(reads, KEYS);
+    assert_eq!(writes, KEYS);
 
     let aggregates = stack.scan("AggregatesTable").await;
     let calls: u64 = aggregates.iter().filter_map(|a| n(a, "calls")).sum();

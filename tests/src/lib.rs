@@ -9,10 +9,13 @@ pub mod proxy;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use vigil_local::{provision_from, repo_template, start, LocalApi, Provisioned, RunningServer};
+use vigil_shared::adapters::dynamo::DynamoStore;
+use vigil_shared::domain::access::Scope;
 
 pub use proxy::{Fault, FaultProxy};
 
@@ -32,6 +35,10 @@ pub struct TestStack {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub proxy: FaultProxy,
     pub stack: Provisioned,
+    /// Keys and audit straight to the emulator (as the operator CLI).
+    pub access: DynamoStore,
+    /// One ingest key per tenant, issued on first use.
+    ingest_keys: Mutex<HashMap<String, String>>,
     server: Option<RunningServer>,
 }
 
@@ -60,6 +67,7 @@ impl TestStack {
             .await
             .expect("start the local API");
         let sdk = vigil_local::emulator_config(&emulator).await;
+        let access = vigil_local::access_store(&stack, &emulator).await;
         proxy.reset_counts();
         Self {
             api: format!("http://{}", server.addr),
@@ -67,8 +75,62 @@ impl TestStack {
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
             proxy,
             stack,
+            access,
+            ingest_keys: Mutex::new(HashMap::new()),
             server: Some(server),
         }
+    }
+
+    /// Issues a new key for `tenant` (creating the tenant if needed).
+    pub async fn issue_key(&self, tenant: &str, scopes: &[Scope]) -> String {
+        vigil_local::issue_local_key(&self.access, tenant, scopes, "test", None)
+            .await
+            .expect("issue a key")
+    }
+
+    /// The tenant's ingest key, issued once per stack.
+    pub async fn ingest_key(&self, tenant: &str) -> String {
+        let known = self
+            .ingest_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .cloned();
+        if let Some(key) = known {
+            return key;
+        }
+        let key = self.issue_key(tenant, &[Scope::Ingest]).await;
+        self.ingest_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_owned(), key.clone());
+        key
+    }
+
+    /// Sends a request with `key` as Bearer token (None: no Authorization header).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.api));
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("request reaches the local API");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub fn table(&self, logical_id: &str) -> String {
@@ -78,7 +140,7 @@ impl TestStack {
             .to_owned()
     }
 
-    /// POSTs a raw body to /v1/events as `tenant` (None: no tenant header).
+    /// POSTs a raw body to /v1/events with `tenant`'s ingest key (None: no Authorization header).
     pub async fn post_raw(
         &self,
         tenant: Option<&str>,
@@ -91,7 +153,8 @@ impl TestStack {
             .header("content-type", content_type)
             .body(body);
         if let Some(tenant) = tenant {
-            request = request.header("x-vigil-tenant", tenant);
+            let key = self.ingest_key(tenant).await;
+            request = request.header("authorization", format!("Bearer {key}"));
         }
         let response = request.send().await.expect("request reaches the local API");
         let status = response.status().as_u16();

@@ -44,7 +44,8 @@ struct Rule {
 #[derive(Default)]
 struct State {
     rules: Vec<Rule>,
-    counts: HashMap<String, usize>,
+    /// (operation, table) -> requests.
+    counts: HashMap<(String, String), usize>,
     injected: usize,
 }
 
@@ -111,13 +112,34 @@ impl FaultProxy {
         self.state().rules.clear();
     }
 
-    /// Requests seen for `operation` (faulted ones included).
+    /// Requests seen for `operation` on any table (faulted ones included).
     pub fn count(&self, operation: &str) -> usize {
-        self.state().counts.get(operation).copied().unwrap_or(0)
+        self.state()
+            .counts
+            .iter()
+            .filter(|((op, _), _)| op == operation)
+            .map(|(_, n)| n)
+            .sum()
     }
 
-    pub fn counts(&self) -> HashMap<String, usize> {
-        self.state().counts.clone()
+    /// Requests seen for `operation` on `table`.
+    pub fn count_on(&self, operation: &str, table: &str) -> usize {
+        self.state()
+            .counts
+            .get(&(operation.to_owned(), table.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests per operation, leaving out those on `tables`.
+    pub fn counts_except(&self, tables: &[&str]) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for ((op, table), n) in &self.state().counts {
+            if !tables.contains(&table.as_str()) {
+                *counts.entry(op.clone()).or_default() += n;
+            }
+        }
+        counts
     }
 
     /// How many faults were injected so far.
@@ -140,9 +162,28 @@ fn operation_of(request: &Request<Incoming>) -> String {
         .unwrap_or_else(|| format!("s3:{}", request.method()))
 }
 
-fn take_fault(state: &Mutex<State>, operation: &str) -> Option<Fault> {
+/// The table a DynamoDB request names (`TableName`, or the first of `RequestItems`).
+fn table_of(body: &[u8]) -> String {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return String::new();
+    };
+    request["TableName"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| {
+            request["RequestItems"]
+                .as_object()
+                .and_then(|t| t.keys().next().cloned())
+        })
+        .unwrap_or_default()
+}
+
+fn take_fault(state: &Mutex<State>, operation: &str, table: String) -> Option<Fault> {
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-    *state.counts.entry(operation.to_owned()).or_default() += 1;
+    *state
+        .counts
+        .entry((operation.to_owned(), table))
+        .or_default() += 1;
     let rule = state
         .rules
         .iter_mut()
@@ -285,13 +326,13 @@ async fn handle(
     upstream: &str,
 ) -> Response<Full<Bytes>> {
     let operation = operation_of(&request);
-    let fault = take_fault(state, &operation);
     let (parts, body) = request.into_parts();
     let body = body
         .collect()
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
+    let fault = take_fault(state, &operation, table_of(&body));
     match fault {
         None => forward(&parts, body, client, upstream).await,
         Some(Fault::Throttle) => dynamo_error(

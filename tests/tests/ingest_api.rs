@@ -125,7 +125,9 @@ async fn aggregates_are_one_per_account_hour() {
     let (status, _) = stack.post_events("tenant-a", &body).await;
     assert_eq!(status, 200);
     assert_eq!(
-        stack.proxy.count("UpdateItem"),
+        stack
+            .proxy
+            .count_on("UpdateItem", &stack.table("AggregatesTable")),
         3,
         "one aggregate update per account-hour"
     );
@@ -294,7 +296,12 @@ async fn a_full_batch_of_500_is_accepted_in_25_item_writes() {
     assert_eq!(status, 200);
     assert_eq!(body["accepted"], 500);
     assert_eq!(stack.proxy.count("BatchWriteItem"), 20);
-    assert_eq!(stack.proxy.count("UpdateItem"), 1);
+    assert_eq!(
+        stack
+            .proxy
+            .count_on("UpdateItem", &stack.table("AggregatesTable")),
+        1
+    );
     assert_eq!(stack.scan("EventsTable").await.len(), 500);
 
     stack.proxy.reset_counts();
@@ -396,16 +403,39 @@ async fn direct_identifiers_are_never_stored() {
 }
 
 #[tokio::test]
-async fn a_request_without_a_tenant_is_401() {
+async fn a_request_without_a_valid_key_is_refused() {
     let stack = TestStack::start().await;
     let body = batch("auth", 1, "acme", &hours_ago(1, 0)).to_string();
     let (status, response) = stack.post_raw(None, "application/json", body.clone()).await;
-    assert_eq!(status, 401);
-    assert_eq!(response["error"]["code"], "unauthenticated");
-    let (status, _) = stack
-        .post_raw(Some("bad#tenant"), "application/json", body)
-        .await;
-    assert_eq!(status, 401);
+    assert_eq!(
+        (status, response["message"].as_str()),
+        (401, Some("Unauthorized"))
+    );
+    let key = stack.ingest_key("tenant-a").await;
+    for header in [
+        "Bearer",
+        "Bearer nope",
+        "Basic abc",
+        &key,
+        &format!("Bearer {key}x"),
+        &format!("Bearer {}", &key[..key.len() - 1]),
+    ] {
+        let response = stack
+            .http
+            .post(format!("{}/v1/events", stack.api))
+            .header("content-type", "application/json")
+            .header("authorization", header)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status().as_u16(), 403, "{header}");
+        assert_eq!(
+            response.text().await.expect("body"),
+            r#"{"message":"Forbidden"}"#,
+            "says nothing about why"
+        );
+    }
     assert!(stack.scan("EventsTable").await.is_empty());
     stack.shutdown().await;
 }

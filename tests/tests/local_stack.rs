@@ -6,7 +6,13 @@ use vigil_tests::TestStack;
 #[tokio::test]
 async fn tables_match_the_template() {
     let stack = TestStack::start().await;
-    for table in ["EventsTable", "AggregatesTable", "SubjectsTable"] {
+    for table in [
+        "EventsTable",
+        "AggregatesTable",
+        "SubjectsTable",
+        "TenantsTable",
+        "AuditTable",
+    ] {
         let name = stack.table(table);
         let description = stack
             .dynamodb
@@ -37,7 +43,9 @@ async fn tables_match_the_template() {
             .expect("ttl")
             .time_to_live_description
             .expect("ttl description");
-        assert_eq!(ttl.attribute_name.as_deref(), Some("expires_at"), "{table}");
+        // Tenants and keys do not expire; everything else does.
+        let expected = (table != "TenantsTable").then_some("expires_at");
+        assert_eq!(ttl.attribute_name.as_deref(), expected, "{table}");
         let backups = stack
             .dynamodb
             .describe_continuous_backups()
@@ -53,13 +61,33 @@ async fn tables_match_the_template() {
             .map(|s| s.as_str().to_owned());
         assert_eq!(pitr.as_deref(), Some("ENABLED"), "{table}");
     }
-    let routes: Vec<String> = stack
+    let mut routes: Vec<String> = stack
         .stack
         .functions
         .iter()
-        .flat_map(|f| f.routes.iter().map(|r| format!("{} {}", r.method, r.path)))
+        .flat_map(|f| {
+            f.routes
+                .iter()
+                .map(|r| format!("{} {} {}", r.method, r.path, r.authorized))
+        })
         .collect();
-    assert_eq!(routes, ["POST /v1/events"]);
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            "DELETE /v1/keys/{key_id} true",
+            "GET /v1/accounts/{account}/usage true",
+            "GET /v1/audit true",
+            "GET /v1/audit/verify true",
+            "GET /v1/keys true",
+            "POST /v1/events true",
+            "POST /v1/keys true",
+        ]
+    );
+    let authorizer = stack.stack.authorizer.as_ref().expect("an authorizer");
+    assert_eq!(authorizer.function_logical_id, "AuthorizerFunction");
+    assert_eq!(authorizer.identity_headers, ["authorization"]);
+    assert_eq!(authorizer.cache_seconds, 30);
     stack.shutdown().await;
 }
 
