@@ -27,9 +27,11 @@ fn request() -> ApiGatewayV2httpRequest {
     request
         .headers
         .insert("content-type", HeaderValue::from_static("application/json"));
-    request
-        .headers
-        .insert("x-vigil-tenant", HeaderValue::from_static("bench"));
+    let mut authorizer = aws_lambda_events::apigw::ApiGatewayRequestAuthorizer::default();
+    authorizer.fields =
+        serde_json::from_value(json!({"tenant": "bench", "key_id": "k", "scopes": "ingest"}))
+            .expect("context");
+    request.request_context.authorizer = Some(authorizer);
     request.body = Some(json!({ "events": events }).to_string());
     request
 }

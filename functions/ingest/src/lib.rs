@@ -439,9 +439,11 @@ mod tests {
         request
             .headers
             .insert("content-type", HeaderValue::from_static("application/json"));
-        request
-            .headers
-            .insert("x-vigil-tenant", HeaderValue::from_static("t1"));
+        let mut authorizer = aws_lambda_events::apigw::ApiGatewayRequestAuthorizer::default();
+        authorizer.fields =
+            serde_json::from_value(json!({"tenant": "t1", "key_id": "k1", "scopes": "ingest"}))
+                .expect("context");
+        request.request_context.authorizer = Some(authorizer);
         request.body = Some(body.to_owned());
         request
     }
@@ -500,6 +502,11 @@ mod tests {
         let mut no_caller = post("{\"events\": []}");
         no_caller.request_context.authorizer = None;
         assert_eq!(handle(&no_caller, &deps).await.status_code, 401);
+        let mut reader = post("{\"events\": []}");
+        if let Some(authorizer) = reader.request_context.authorizer.as_mut() {
+            authorizer.fields.insert("scopes".into(), json!("read"));
+        }
+        assert_eq!(handle(&reader, &deps).await.status_code, 403);
         let mut text = post("{}");
         text.headers
             .insert("content-type", HeaderValue::from_static("text/plain"));
