@@ -17,16 +17,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use vigil_shared::adapters::dynamo::{DynamoStore, Tables};
+use vigil_shared::adapters::dynamo::DynamoStore;
 use vigil_shared::api::{self, error_response, json_response, with_retry_after};
 use vigil_shared::auth::{self, Caller};
-use vigil_shared::aws;
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::domain::access::{IssuedKey, KeyRecord, Scope};
 use vigil_shared::domain::audit::{verify_chain, AuditDraft, AuditEntry, ChainReport};
 use vigil_shared::domain::TenantId;
 use vigil_shared::ports::{AccessStore, AuditLog, Revocation, StoreError};
-use vigil_shared::retry::RetryPolicy;
 
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub const MAX_KEY_DAYS: i64 = 730;
@@ -39,20 +37,10 @@ pub struct Deps<S> {
 
 impl Deps<DynamoStore> {
     pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
-        config.require_all(&[Setting::TenantsTable, Setting::AuditTable])?;
-        let retry = RetryPolicy::default();
-        let sdk = aws::sdk_config(
-            config.endpoint_url.as_deref(),
-            config.region.as_deref(),
-            retry,
-        )
-        .await;
+        let (store, _) =
+            DynamoStore::from_config(config, &[Setting::TenantsTable, Setting::AuditTable]).await?;
         Ok(Self {
-            store: DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                Tables::from_config(config),
-                retry,
-            ),
+            store,
             clock: OffsetDateTime::now_utc,
         })
     }

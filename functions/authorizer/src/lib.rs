@@ -13,14 +13,12 @@ use aws_lambda_events::apigw::{
 use serde_json::{json, Value};
 use thiserror::Error;
 use time::OffsetDateTime;
-use vigil_shared::adapters::dynamo::{DynamoStore, Tables};
+use vigil_shared::adapters::dynamo::DynamoStore;
 use vigil_shared::auth::{CONTEXT_KEY_ID, CONTEXT_SCOPES, CONTEXT_TENANT};
-use vigil_shared::aws;
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::domain::access::{KeyDenial, PresentedKey, Scope};
 use vigil_shared::domain::HourBucket;
 use vigil_shared::ports::{AccessStore, StoreError};
-use vigil_shared::retry::RetryPolicy;
 
 pub struct Deps<S> {
     pub store: S,
@@ -29,20 +27,9 @@ pub struct Deps<S> {
 
 impl Deps<DynamoStore> {
     pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
-        config.require_all(&[Setting::TenantsTable])?;
-        let retry = RetryPolicy::default();
-        let sdk = aws::sdk_config(
-            config.endpoint_url.as_deref(),
-            config.region.as_deref(),
-            retry,
-        )
-        .await;
+        let (store, _) = DynamoStore::from_config(config, &[Setting::TenantsTable]).await?;
         Ok(Self {
-            store: DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                Tables::from_config(config),
-                retry,
-            ),
+            store,
             clock: OffsetDateTime::now_utc,
         })
     }

@@ -9,15 +9,13 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use serde::Serialize;
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
-use vigil_shared::adapters::dynamo::{DynamoStore, Tables};
+use vigil_shared::adapters::dynamo::DynamoStore;
 use vigil_shared::api::{error_response, json_response, with_retry_after};
 use vigil_shared::auth;
-use vigil_shared::aws;
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::domain::access::Scope;
 use vigil_shared::domain::{AccountId, HourBucket};
 use vigil_shared::ports::UsageStore;
-use vigil_shared::retry::RetryPolicy;
 
 /// Longest range one request may ask for.
 pub const MAX_HOURS: i64 = 31 * 24;
@@ -29,20 +27,9 @@ pub struct Deps<S> {
 
 impl Deps<DynamoStore> {
     pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
-        config.require_all(&[Setting::AggregatesTable])?;
-        let retry = RetryPolicy::default();
-        let sdk = aws::sdk_config(
-            config.endpoint_url.as_deref(),
-            config.region.as_deref(),
-            retry,
-        )
-        .await;
+        let (store, _) = DynamoStore::from_config(config, &[Setting::AggregatesTable]).await?;
         Ok(Self {
-            store: DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                Tables::from_config(config),
-                retry,
-            ),
+            store,
             clock: OffsetDateTime::now_utc,
         })
     }

@@ -15,7 +15,7 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use serde::Serialize;
 use thiserror::Error;
 use time::OffsetDateTime;
-use vigil_shared::adapters::dynamo::{DynamoStore, Tables};
+use vigil_shared::adapters::dynamo::DynamoStore;
 use vigil_shared::adapters::kms;
 use vigil_shared::api::{error_response, json_response, with_retry_after};
 use vigil_shared::auth::{self, Caller};
@@ -27,8 +27,7 @@ use vigil_shared::domain::{
     validate_event, AggregateDelta, Limits, StoredEvent, SubjectId, TenantId,
 };
 use vigil_shared::ports::{EventRef, IngestStore, StoreError};
-use vigil_shared::retry::RetryPolicy;
-use vigil_shared::{aws, telemetry};
+use vigil_shared::telemetry;
 
 pub use request::{RequestError, MAX_BODY_BYTES, MAX_EVENTS};
 
@@ -53,26 +52,19 @@ pub enum InitError {
 impl Deps<DynamoStore> {
     /// Builds the SDK clients and derives the subject lookup secret (one KMS call).
     pub async fn connect(config: &Config) -> Result<Self, InitError> {
-        config.require_all(&[
+        let required = [
             Setting::EventsTable,
             Setting::AggregatesTable,
             Setting::SubjectsTable,
             Setting::SubjectLookupKeyId,
-        ])?;
-        let retry = RetryPolicy::default();
-        let sdk = aws::sdk_config(
-            config.endpoint_url.as_deref(),
-            config.region.as_deref(),
-            retry,
-        )
-        .await;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        ];
+        let (store, sdk) = DynamoStore::from_config(config, &required).await?;
         let kms_client = aws_sdk_kms::Client::new(&sdk);
         let subject_lookup =
             kms::derive_subject_lookup(&kms_client, config.require(Setting::SubjectLookupKeyId)?)
                 .await?;
         Ok(Self {
-            store: DynamoStore::new(dynamodb, Tables::from_config(config), retry),
+            store,
             subject_lookup,
             limits: Limits::default(),
             clock: OffsetDateTime::now_utc,

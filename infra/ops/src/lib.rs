@@ -10,12 +10,10 @@ use clap::{Parser, Subcommand};
 use thiserror::Error;
 use time::OffsetDateTime;
 use vigil_admin::{issue_key, revoke_key, verify_trail, KeyRequest, KeyView};
-use vigil_shared::adapters::dynamo::{DynamoStore, Tables};
-use vigil_shared::aws;
+use vigil_shared::adapters::dynamo::DynamoStore;
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::domain::TenantId;
 use vigil_shared::ports::{AccessStore, Revocation, StoreError};
-use vigil_shared::retry::RetryPolicy;
 
 /// Who the audit trail names for CLI actions.
 pub const OPERATOR: &str = "operator";
@@ -145,19 +143,9 @@ pub fn load_config(local: Option<&PathBuf>) -> Result<Config, OpsError> {
 }
 
 pub async fn connect(config: &Config) -> Result<DynamoStore, OpsError> {
-    config.require_all(&[Setting::TenantsTable, Setting::AuditTable])?;
-    let retry = RetryPolicy::default();
-    let sdk = aws::sdk_config(
-        config.endpoint_url.as_deref(),
-        config.region.as_deref(),
-        retry,
-    )
-    .await;
-    Ok(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        Tables::from_config(config),
-        retry,
-    ))
+    let (store, _) =
+        DynamoStore::from_config(config, &[Setting::TenantsTable, Setting::AuditTable]).await?;
+    Ok(store)
 }
 
 fn tenant_id(value: &str) -> Result<TenantId, OpsError> {

@@ -18,7 +18,10 @@ use futures_util::stream::{self, StreamExt};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::config::{Config, Setting};
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+
+use crate::config::{Config, ConfigError, Setting};
 use crate::domain::{AggregateDelta, EventData, StoredEvent, SubjectId, TenantId};
 use crate::keys;
 use crate::ports::{EventRef, Failures, IngestStore, StoreError};
@@ -110,6 +113,46 @@ fn write_request_key(request: &WriteRequest) -> (Option<String>, Option<String>)
 }
 
 impl DynamoStore {
+    /// Checks that `required` settings are present, then builds the store (and the
+    /// SDK config other clients are made from) with the one retry policy.
+    pub async fn from_config(
+        config: &Config,
+        required: &[Setting],
+    ) -> Result<(Self, SdkConfig), ConfigError> {
+        config.require_all(required)?;
+        let retry = RetryPolicy::default();
+        let sdk = crate::aws::sdk_config(
+            config.endpoint_url.as_deref(),
+            config.region.as_deref(),
+            retry,
+        )
+        .await;
+        let store = Self::new(Client::new(&sdk), Tables::from_config(config), retry);
+        Ok((store, sdk))
+    }
+
+    /// Every item a query returns, page after page.
+    pub(crate) async fn query_all(
+        &self,
+        query: QueryFluentBuilder,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = query
+                .clone()
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| failed("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
     pub fn new(client: Client, tables: Tables, retry: RetryPolicy) -> Self {
         Self {
             client,

@@ -209,28 +209,18 @@ impl AccessStore for DynamoStore {
     }
 
     async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut records = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(table(&self.tables.tenants, "tenants")?)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(keys::tenant_pk(tenant)))
-                .expression_attribute_values(":prefix", s(keys::KEY_SK_PREFIX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| failed("Query", e))?;
-            for item in out.items() {
-                records.push(key_record(tenant, item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(records);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(table(&self.tables.tenants, "tenants")?)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(keys::tenant_pk(tenant)))
+            .expression_attribute_values(":prefix", s(keys::KEY_SK_PREFIX));
+        self.query_all(query)
+            .await?
+            .iter()
+            .map(|item| key_record(tenant, item))
+            .collect()
     }
 
     async fn revoke_key(
@@ -391,23 +381,18 @@ impl UsageStore for DynamoStore {
         from: HourBucket,
         to: HourBucket,
     ) -> Result<Vec<HourlyUsage>, StoreError> {
-        let aggregates = table(&self.tables.aggregates, "aggregates")?;
-        let mut hours = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(aggregates)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", s(keys::account_pk(tenant, account)))
-                .expression_attribute_values(":from", s(keys::aggregate_sk(from)))
-                .expression_attribute_values(":to", s(keys::aggregate_sk(to)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| failed("Query", e))?;
-            for item in out.items() {
+        let query = self
+            .client
+            .query()
+            .table_name(table(&self.tables.aggregates, "aggregates")?)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", s(keys::account_pk(tenant, account)))
+            .expression_attribute_values(":from", s(keys::aggregate_sk(from)))
+            .expression_attribute_values(":to", s(keys::aggregate_sk(to)));
+        self.query_all(query)
+            .await?
+            .iter()
+            .map(|item| {
                 let hour = text(item, keys::SK)
                     .and_then(|sk| sk.strip_prefix("H#").map(str::to_owned))
                     .ok_or_else(|| corrupt("aggregate"))?;
@@ -418,12 +403,8 @@ impl UsageStore for DynamoStore {
                     })
                     .collect();
                 counters.sort();
-                hours.push(HourlyUsage { hour, counters });
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(hours);
-            }
-        }
+                Ok(HourlyUsage { hour, counters })
+            })
+            .collect()
     }
 }
