@@ -145,3 +145,20 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Bod
         },
     })
 }
+
+/// 503 for a storage failure: the detail goes to the log, the client is told to retry.
+pub fn storage_unavailable(
+    request_id: &str,
+    error: &impl std::fmt::Display,
+) -> ApiGatewayV2httpResponse {
+    tracing::warn!(request_id, error = %error, "storage failure");
+    with_retry_after(
+        error_response(
+            503,
+            "unavailable",
+            "storage unavailable: retry later",
+            request_id,
+        ),
+        1,
+    )
+}

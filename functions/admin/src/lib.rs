@@ -18,7 +18,7 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use vigil_shared::adapters::dynamo::DynamoStore;
-use vigil_shared::api::{self, error_response, json_response, with_retry_after};
+use vigil_shared::api::{self, error_response, json_response, storage_unavailable};
 use vigil_shared::auth::{self, Caller};
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::domain::access::{IssuedKey, KeyRecord, Scope};
@@ -203,19 +203,6 @@ pub async fn verify_trail<S: AuditLog>(
     Ok(report)
 }
 
-fn unavailable(request_id: &str, error: &StoreError) -> ApiGatewayV2httpResponse {
-    tracing::warn!(request_id, error = %error, "storage failure");
-    with_retry_after(
-        error_response(
-            503,
-            "unavailable",
-            "storage unavailable: retry later",
-            request_id,
-        ),
-        1,
-    )
-}
-
 fn bad_request(request_id: &str, message: &str) -> ApiGatewayV2httpResponse {
     error_response(400, "invalid_request", message, request_id)
 }
@@ -250,7 +237,7 @@ pub async fn handle<S: AccessStore + AuditLog>(
         .await
         {
             Ok(report) => json_response(200, &report),
-            Err(error) => unavailable(&request_id, &error),
+            Err(error) => storage_unavailable(&request_id, &error),
         },
         _ => error_response(404, "not_found", "no such route", &request_id),
     };
@@ -303,7 +290,7 @@ async fn post_key<S: AccessStore + AuditLog>(
                 "request_id": request_id,
             }),
         ),
-        Err(error) => unavailable(request_id, &error),
+        Err(error) => storage_unavailable(request_id, &error),
     }
 }
 
@@ -330,7 +317,7 @@ async fn list_keys<S: AccessStore + AuditLog>(
             let keys: Vec<KeyView> = records.iter().map(|r| KeyView::of(r, now)).collect();
             json_response(200, &json!({ "keys": keys, "request_id": request_id }))
         }
-        Err(error) => unavailable(request_id, &error),
+        Err(error) => storage_unavailable(request_id, &error),
     }
 }
 
@@ -365,7 +352,7 @@ async fn delete_key<S: AccessStore + AuditLog>(
             &json!({"key_id": key_id, "revoked": true, "request_id": request_id}),
         ),
         Ok(Revocation::NotFound) => error_response(404, "not_found", "no such key", request_id),
-        Err(error) => unavailable(request_id, &error),
+        Err(error) => storage_unavailable(request_id, &error),
     }
 }
 
@@ -455,6 +442,6 @@ async fn list_audit<S: AccessStore + AuditLog>(
                 },
             )
         }
-        Err(error) => unavailable(request_id, &error),
+        Err(error) => storage_unavailable(request_id, &error),
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use vigil_shared::adapters::dynamo::DynamoStore;
-use vigil_shared::api::{error_response, json_response, with_retry_after};
+use vigil_shared::api::{error_response, json_response, storage_unavailable};
 use vigil_shared::auth;
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::domain::access::Scope;
@@ -139,17 +139,6 @@ pub async fn handle<S: UsageStore>(
                 },
             )
         }
-        Err(error) => {
-            tracing::warn!(request_id, error = %error, "storage failure");
-            with_retry_after(
-                error_response(
-                    503,
-                    "unavailable",
-                    "storage unavailable: retry later",
-                    &request_id,
-                ),
-                1,
-            )
-        }
+        Err(error) => storage_unavailable(&request_id, &error),
     }
 }
