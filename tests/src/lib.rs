@@ -247,3 +247,9 @@ pub fn batch(prefix: &str, count: usize, account: &str, time: &str) -> Value {
         .collect();
     serde_json::json!({ "events": events })
 }
+
+/// The key with its last secret digit changed: well-formed, but wrong.
+pub fn tampered(key: &str) -> String {
+    let (head, last) = key.split_at(key.len() - 1);
+    format!("{head}{}", if last == "0" { "1" } else { "0" })
+}

@@ -99,7 +99,7 @@ async fn expired_revoked_and_malformed_keys_are_refused_alike() {
         .await;
     assert_eq!(status, 200);
 
-    let tampered = format!("{}0", &admin[..admin.len() - 1]);
+    let tampered = vigil_tests::tampered(&admin);
     let other_tenant = admin.replacen("vk_tenant-a_", "vk_tenant-b_", 1);
     for key in [
         expired.as_str(),
