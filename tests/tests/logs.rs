@@ -28,6 +28,16 @@ fn local_server_binary() -> PathBuf {
     binary
 }
 
+/// Kills the server if the test fails before it does.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -45,26 +55,32 @@ async fn no_secret_key_hash_or_personal_data_reaches_the_logs() {
     // Files, not pipes: nothing has to drain them while the server runs.
     let log_path = std::env::temp_dir().join(format!("{stack_name}.log"));
     let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = Command::new(local_server_binary())
-        .args([
-            "--emulator",
-            &emulator,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--stack",
-            &stack_name,
-        ])
-        .arg("--template")
-        .arg(vigil_local::repo_template())
-        .arg("--state-file")
-        .arg(&state_file)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::from(log.try_clone().expect("log file")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start vigil-local");
+    let mut child = KillOnDrop(
+        Command::new(local_server_binary())
+            .args([
+                "--emulator",
+                &emulator,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--stack",
+                &stack_name,
+            ])
+            .arg("--template")
+            .arg(vigil_local::repo_template())
+            .arg("--state-file")
+            .arg(&state_file)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::from(log.try_clone().expect("log file")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start vigil-local"),
+    );
     let started = Instant::now();
     while !state_file.exists() {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("vigil-local exited with {status}: {output}");
+        }
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "vigil-local did not start"
@@ -143,8 +159,8 @@ async fn no_secret_key_hash_or_personal_data_reaches_the_logs() {
         .map(|k| k.secret_hash)
         .collect();
 
-    child.kill().expect("stop vigil-local");
-    child.wait().expect("stopped");
+    child.0.kill().expect("stop vigil-local");
+    child.0.wait().expect("stopped");
     let logs = std::fs::read_to_string(&log_path).expect("logs");
     let _ = std::fs::remove_file(&state_file);
     let _ = std::fs::remove_file(&log_path);
