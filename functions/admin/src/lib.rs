@@ -294,24 +294,29 @@ async fn post_key<S: AccessStore + AuditLog>(
     }
 }
 
+/// Audits a read before it happens: no data leaves without its entry.
+async fn audit_read<S: AuditLog>(
+    deps: &Deps<S>,
+    caller: &Caller,
+    action: &str,
+    request_id: &str,
+    now: OffsetDateTime,
+) -> Result<AuditEntry, StoreError> {
+    let entry = draft(&caller.key_id, action, None, request_id, "ok");
+    deps.store.append(&caller.tenant, entry, now).await
+}
+
 async fn list_keys<S: AccessStore + AuditLog>(
     caller: &Caller,
     deps: &Deps<S>,
     request_id: &str,
     now: OffsetDateTime,
 ) -> ApiGatewayV2httpResponse {
-    let audited = deps
-        .store
-        .append(
-            &caller.tenant,
-            draft(&caller.key_id, "key.list", None, request_id, "ok"),
-            now,
-        )
-        .await;
-    let listed = match audited {
-        Ok(_) => deps.store.list_keys(&caller.tenant).await,
-        Err(error) => Err(error),
-    };
+    let listed = async {
+        audit_read(deps, caller, "key.list", request_id, now).await?;
+        deps.store.list_keys(&caller.tenant).await
+    }
+    .await;
     match listed {
         Ok(records) => {
             let keys: Vec<KeyView> = records.iter().map(|r| KeyView::of(r, now)).collect();
@@ -406,28 +411,21 @@ async fn list_audit<S: AccessStore + AuditLog>(
         Ok(page) => page,
         Err(message) => return bad_request(request_id, &message),
     };
-    let audited = deps
-        .store
-        .append(
-            &caller.tenant,
-            draft(&caller.key_id, "audit.read", None, request_id, "ok"),
-            now,
-        )
-        .await;
-    let entries = match audited {
-        Ok(own) => deps
+    let entries = async {
+        let own = audit_read(deps, caller, "audit.read", request_id, now).await?;
+        let entries = deps
             .store
             .entries(&caller.tenant, after, Some(limit))
-            .await
-            // This read's own entry is listed from the next page on.
-            .map(|entries| {
-                entries
-                    .into_iter()
-                    .filter(|e| e.seq < own.seq)
-                    .collect::<Vec<_>>()
-            }),
-        Err(error) => Err(error),
-    };
+            .await?;
+        // This read's own entry is listed from the next page on.
+        Ok::<_, StoreError>(
+            entries
+                .into_iter()
+                .filter(|e| e.seq < own.seq)
+                .collect::<Vec<_>>(),
+        )
+    }
+    .await;
     match entries {
         Ok(entries) => {
             let next_after = (entries.len() == limit)
