@@ -262,22 +262,20 @@ async fn pseudonymise<S: IngestStore>(
     deps: &Deps<S>,
     results: &mut [EventResult],
 ) -> Vec<Pending> {
+    // One HMAC per distinct user, not per event.
+    let mut by_user: HashMap<&str, String> = HashMap::new();
     let lookups: Vec<Option<String>> = valid
         .iter()
         .map(|(_, event)| {
-            event
-                .user
-                .as_deref()
-                .map(|user| deps.subject_lookup.lookup_key(tenant, user))
+            event.user.as_deref().map(|user| {
+                by_user
+                    .entry(user)
+                    .or_insert_with(|| deps.subject_lookup.lookup_key(tenant, user))
+                    .clone()
+            })
         })
         .collect();
-    let distinct: Vec<String> = lookups
-        .iter()
-        .flatten()
-        .cloned()
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+    let distinct: Vec<String> = by_user.into_values().collect();
     let subjects: Result<HashMap<String, SubjectId>, StoreError> = if distinct.is_empty() {
         Ok(HashMap::new())
     } else {
