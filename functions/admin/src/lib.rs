@@ -141,19 +141,16 @@ pub async fn issue_key<S: AccessStore + AuditLog>(
 ) -> Result<IssuedKey, StoreError> {
     let issued = IssuedKey::generate(tenant, &name, scopes, now, expires_at);
     store.put_key(&issued.record).await?;
-    store
-        .append(
-            tenant,
-            draft(
-                actor,
-                "key.issue",
-                Some(&issued.record.key_id),
-                request_id,
-                "ok",
-            ),
-            now,
-        )
-        .await?;
+    let key_id = &issued.record.key_id;
+    let entry = draft(actor, "key.issue", Some(key_id), request_id, "ok");
+    if let Err(error) = store.append(tenant, entry, now).await {
+        // A key whose issue is not on the trail must not work: revoke it (its
+        // secret is never shown either). Best effort: the error is what matters.
+        if let Err(undo) = store.revoke_key(tenant, key_id, now).await {
+            tracing::error!(key_id, error = %undo, "unaudited key could not be revoked");
+        }
+        return Err(error);
+    }
     Ok(issued)
 }
 
