@@ -144,3 +144,29 @@ impl IngestStore for EncodeOnlyStore {
         Failures::new()
     }
 }
+
+/// A JSON POST as the authorizer would pass it on for `tenant` with `scopes`
+/// ("ingest read"): what unit tests and benchmarks feed the handlers.
+pub fn json_request_as(
+    tenant: &str,
+    scopes: &str,
+    body: String,
+) -> aws_lambda_events::apigw::ApiGatewayV2httpRequest {
+    use aws_lambda_events::apigw::{ApiGatewayRequestAuthorizer, ApiGatewayV2httpRequest};
+    use aws_lambda_events::http::HeaderValue;
+    let mut request = ApiGatewayV2httpRequest::default();
+    request
+        .headers
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    for (name, value) in [
+        (crate::auth::CONTEXT_TENANT, tenant),
+        (crate::auth::CONTEXT_KEY_ID, "test-key"),
+        (crate::auth::CONTEXT_SCOPES, scopes),
+    ] {
+        authorizer.fields.insert(name.to_owned(), value.into());
+    }
+    request.request_context.authorizer = Some(authorizer);
+    request.body = Some(body);
+    request
+}

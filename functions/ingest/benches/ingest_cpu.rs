@@ -3,7 +3,6 @@
 //! excluded (EncodeOnlyStore does no I/O). `cargo bench -p vigil-ingest`.
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use aws_lambda_events::http::HeaderValue;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 use vigil_ingest::{handle, Deps};
@@ -23,17 +22,7 @@ fn request() -> ApiGatewayV2httpRequest {
                             "units": 1, "client_ip": "203.0.113.7", "sdk": "rust"}})
         })
         .collect();
-    let mut request = ApiGatewayV2httpRequest::default();
-    request
-        .headers
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    let mut authorizer = aws_lambda_events::apigw::ApiGatewayRequestAuthorizer::default();
-    authorizer.fields =
-        serde_json::from_value(json!({"tenant": "bench", "key_id": "k", "scopes": "ingest"}))
-            .expect("context");
-    request.request_context.authorizer = Some(authorizer);
-    request.body = Some(json!({ "events": events }).to_string());
-    request
+    vigil_shared::mocks::json_request_as("bench", "ingest", json!({ "events": events }).to_string())
 }
 
 fn bench(c: &mut Criterion) {

@@ -425,17 +425,7 @@ mod tests {
     }
 
     fn post(body: &str) -> ApiGatewayV2httpRequest {
-        let mut request = ApiGatewayV2httpRequest::default();
-        request
-            .headers
-            .insert("content-type", HeaderValue::from_static("application/json"));
-        let mut authorizer = aws_lambda_events::apigw::ApiGatewayRequestAuthorizer::default();
-        authorizer.fields =
-            serde_json::from_value(json!({"tenant": "t1", "key_id": "k1", "scopes": "ingest"}))
-                .expect("context");
-        request.request_context.authorizer = Some(authorizer);
-        request.body = Some(body.to_owned());
-        request
+        vigil_shared::mocks::json_request_as("t1", "ingest", body.to_owned())
     }
 
     fn body_of(response: &ApiGatewayV2httpResponse) -> Value {
