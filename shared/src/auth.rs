@@ -1,10 +1,9 @@
 //! Who is calling: read from the authorizer's context, never from the body or path.
 //! This is the one place functions learn the tenant.
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use thiserror::Error;
 
-use crate::api::error_response;
 use crate::domain::access::Scope;
 use crate::domain::TenantId;
 
@@ -27,19 +26,6 @@ pub enum AuthError {
     Unauthenticated,
     #[error("this key lacks the {0} scope")]
     MissingScope(Scope),
-}
-
-impl AuthError {
-    pub fn response(&self, request_id: &str) -> ApiGatewayV2httpResponse {
-        match self {
-            AuthError::Unauthenticated => {
-                error_response(401, "unauthenticated", &self.to_string(), request_id)
-            }
-            AuthError::MissingScope(_) => {
-                error_response(403, "forbidden", &self.to_string(), request_id)
-            }
-        }
-    }
 }
 
 /// The caller the authorizer resolved, if it did.

@@ -44,6 +44,18 @@ impl Setting {
             Setting::SubjectLookupKeyId => "VIGIL_SUBJECT_LOOKUP_KEY_ID",
         }
     }
+
+    /// The template.yaml resource whose name or id the setting holds.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Setting::EventsTable => "EventsTable",
+            Setting::AggregatesTable => "AggregatesTable",
+            Setting::SubjectsTable => "SubjectsTable",
+            Setting::TenantsTable => "TenantsTable",
+            Setting::AuditTable => "AuditTable",
+            Setting::SubjectLookupKeyId => "SubjectLookupKey",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

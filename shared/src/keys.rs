@@ -29,6 +29,11 @@ pub fn aggregate_sk(hour: HourBucket) -> String {
     format!("H#{}", hour.label())
 }
 
+/// The hour label of an aggregate's sort key.
+pub fn aggregate_hour(sk: &str) -> Option<&str> {
+    sk.strip_prefix("H#")
+}
+
 /// `lookup` is the hex HMAC of the user id (see `crypto::SubjectLookup`), never the id itself.
 pub fn subject_pk(tenant: &TenantId, lookup: &str) -> String {
     format!("T#{tenant}#U#{lookup}")

@@ -1,11 +1,14 @@
-//! In-memory store: for unit tests and for benchmarks that exclude storage.
+//! In-memory ports and request builders: for unit tests and for benchmarks that
+//! exclude storage. Always compiled (a few hundred lines the linker drops from the
+//! Lambda binaries), so that no build switches a feature on `shared` and every
+//! crate builds once per profile (docs/decisions/0009).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::domain::{AggregateDelta, StoredEvent, SubjectId, TenantId};
 use crate::keys;
-use crate::ports::{EventRef, Failures, IngestStore, StoreError};
+use crate::ports::{AggregateStore, EventRef, EventStore, Failures, StoreError, SubjectStore};
 
 /// (pk, sk) of an item.
 pub type ItemKey = (String, String);
@@ -25,7 +28,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl IngestStore for MemoryStore {
+impl SubjectStore for MemoryStore {
     async fn resolve_subjects(
         &self,
         tenant: &TenantId,
@@ -43,7 +46,9 @@ impl IngestStore for MemoryStore {
             })
             .collect())
     }
+}
 
+impl EventStore for MemoryStore {
     async fn existing_events(
         &self,
         tenant: &TenantId,
@@ -73,6 +78,43 @@ impl IngestStore for MemoryStore {
         Failures::new()
     }
 
+    async fn delete_events(&self, tenant: &TenantId, events: &[EventRef]) -> Failures {
+        let mut stored = lock(&self.events);
+        for (account, id) in events {
+            stored.remove(&(keys::account_pk(tenant, account), keys::event_sk(id)));
+        }
+        Failures::new()
+    }
+}
+
+/// Stores nothing, but encodes every event into its DynamoDB item as the real
+/// adapter would: the CPU benchmark measures the handler without any I/O.
+#[derive(Default)]
+pub struct EncodeOnlyStore;
+
+impl SubjectStore for EncodeOnlyStore {
+    async fn resolve_subjects(
+        &self,
+        _tenant: &TenantId,
+        lookups: &[String],
+    ) -> Result<HashMap<String, SubjectId>, StoreError> {
+        Ok(lookups
+            .iter()
+            .map(|lookup| (lookup.clone(), SubjectId::random()))
+            .collect())
+    }
+}
+
+impl AggregateStore for EncodeOnlyStore {
+    async fn add_aggregates(&self, _tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
+        for delta in deltas {
+            std::hint::black_box(delta.counters());
+        }
+        Failures::new()
+    }
+}
+
+impl AggregateStore for MemoryStore {
     async fn add_aggregates(&self, tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
         let mut aggregates = lock(&self.aggregates);
         for delta in deltas {
@@ -91,33 +133,9 @@ impl IngestStore for MemoryStore {
         }
         Failures::new()
     }
-
-    async fn delete_events(&self, tenant: &TenantId, events: &[EventRef]) -> Failures {
-        let mut stored = lock(&self.events);
-        for (account, id) in events {
-            stored.remove(&(keys::account_pk(tenant, account), keys::event_sk(id)));
-        }
-        Failures::new()
-    }
 }
 
-/// Stores nothing, but encodes every event into its DynamoDB item as the real
-/// adapter would: the CPU benchmark measures the handler without any I/O.
-#[derive(Default)]
-pub struct EncodeOnlyStore;
-
-impl IngestStore for EncodeOnlyStore {
-    async fn resolve_subjects(
-        &self,
-        _tenant: &TenantId,
-        lookups: &[String],
-    ) -> Result<HashMap<String, SubjectId>, StoreError> {
-        Ok(lookups
-            .iter()
-            .map(|lookup| (lookup.clone(), SubjectId::random()))
-            .collect())
-    }
-
+impl EventStore for EncodeOnlyStore {
     async fn existing_events(
         &self,
         _tenant: &TenantId,
@@ -128,14 +146,7 @@ impl IngestStore for EncodeOnlyStore {
 
     async fn put_events(&self, tenant: &TenantId, events: &[StoredEvent]) -> Failures {
         for event in events {
-            std::hint::black_box(crate::adapters::dynamo::event_item(tenant, event));
-        }
-        Failures::new()
-    }
-
-    async fn add_aggregates(&self, _tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
-        for delta in deltas {
-            std::hint::black_box(delta.counters());
+            std::hint::black_box(crate::adapters::dynamo::events::event_item(tenant, event));
         }
         Failures::new()
     }

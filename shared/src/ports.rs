@@ -1,5 +1,6 @@
-//! The storage port the ingest handler depends on. `adapters::dynamo` implements it
-//! on DynamoDB; `mocks` implements it in memory for benchmarks and unit tests.
+//! The storage ports the functions depend on, one per thing stored. Each has one
+//! DynamoDB adapter (`adapters::dynamo::<thing>`); `mocks` implements the ingest
+//! ports in memory for benchmarks and unit tests.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -14,19 +15,55 @@ use crate::domain::{
     AccountId, AggregateDelta, EventId, HourBucket, StoredEvent, SubjectId, TenantId,
 };
 
-/// Storage failures. The detail is for logs; clients only learn that a retry is needed.
+/// Whether trying again later can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Throttling, timeouts, the service's own 5xx.
+    Retryable,
+    /// Access denied, a malformed request, a missing table: a retry fails the same way.
+    Permanent,
+}
+
+/// Storage failures. The detail is for logs; clients only learn whether to retry.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StoreError {
-    #[error("{operation} failed: {detail}")]
+    #[error("{operation} failed ({kind:?}): {detail}")]
     Failed {
         operation: &'static str,
+        kind: FailureKind,
         detail: String,
     },
-    #[error("{operation}: items still unprocessed after {attempts} attempts")]
+    #[error("{operation}: still unprocessed after {attempts} attempts")]
     Exhausted {
         operation: &'static str,
         attempts: u32,
     },
+}
+
+impl StoreError {
+    pub fn failed(operation: &'static str, kind: FailureKind, detail: impl Into<String>) -> Self {
+        StoreError::Failed {
+            operation,
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// Stored data that cannot be read back: not something a retry fixes.
+    pub fn corrupt(what: &str) -> Self {
+        Self::failed(
+            "decode",
+            FailureKind::Permanent,
+            format!("stored {what} is malformed"),
+        )
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Failed { kind, .. } => *kind == FailureKind::Retryable,
+            StoreError::Exhausted { .. } => true,
+        }
+    }
 }
 
 /// Indices (into the slice given) of the items that could not be written, with why.
@@ -34,14 +71,18 @@ pub type Failures = Vec<(usize, StoreError)>;
 
 pub type EventRef = (AccountId, EventId);
 
-pub trait IngestStore: Send + Sync {
+/// Data subjects: the one link from a user id's lookup key to its pseudonym.
+pub trait SubjectStore: Send + Sync {
     /// The subject pseudonym for each lookup key, creating subject records for new ones.
     fn resolve_subjects(
         &self,
         tenant: &TenantId,
         lookups: &[String],
     ) -> impl Future<Output = Result<HashMap<String, SubjectId>, StoreError>> + Send;
+}
 
+/// Stored events, keyed by account and id.
+pub trait EventStore: Send + Sync {
     /// Which of these events are already stored.
     fn existing_events(
         &self,
@@ -55,13 +96,6 @@ pub trait IngestStore: Send + Sync {
         events: &[StoredEvent],
     ) -> impl Future<Output = Failures> + Send;
 
-    /// Adds each delta to its account-hour aggregate.
-    fn add_aggregates(
-        &self,
-        tenant: &TenantId,
-        deltas: &[AggregateDelta],
-    ) -> impl Future<Output = Failures> + Send;
-
     /// Removes events (compensation when their aggregate could not be updated).
     fn delete_events(
         &self,
@@ -69,6 +103,21 @@ pub trait IngestStore: Send + Sync {
         events: &[EventRef],
     ) -> impl Future<Output = Failures> + Send;
 }
+
+/// Per account-hour counters.
+pub trait AggregateStore: Send + Sync {
+    /// Adds each delta to its account-hour aggregate.
+    fn add_aggregates(
+        &self,
+        tenant: &TenantId,
+        deltas: &[AggregateDelta],
+    ) -> impl Future<Output = Failures> + Send;
+}
+
+/// Everything ingestion writes.
+pub trait IngestStore: SubjectStore + EventStore + AggregateStore {}
+
+impl<T: SubjectStore + EventStore + AggregateStore> IngestStore for T {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revocation {

@@ -1,22 +1,61 @@
-//! Structured JSON logs and CloudWatch EMF metrics.
+//! Structured logs and CloudWatch EMF metrics.
+//! In Lambda: one JSON object per line (CloudWatch adds the time), EMF lines on
+//! stdout beside them. Locally: readable lines with timestamps, and the EMF
+//! lines in a file of their own so they do not interleave with the log.
 //! Only pseudonymous ids and counts are ever logged: never user ids, e-mails, IPs or payloads.
 
+use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use serde_json::{json, Map, Value};
 
-/// JSON logs, level from RUST_LOG (default info). Safe to call more than once.
+fn filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
+/// JSON logs for Lambda, level from RUST_LOG (default info). Safe to call more than once.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .flatten_event(true)
         .with_current_span(false)
         .without_time()
         .with_target(false)
         .try_init();
+}
+
+/// Where EMF lines go instead of stdout (the local stack's metrics file).
+static METRICS_FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
+
+/// Readable logs with UTC timestamps for the local stack; metrics go to `metrics_file`.
+pub fn init_local_logging(metrics_file: &Path) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(metrics_file)?;
+    let _ = METRICS_FILE.set(Mutex::new(file));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+    Ok(())
+}
+
+/// Writes one EMF document: to stdout in Lambda (CloudWatch extracts it), to
+/// the metrics file locally.
+pub fn emit_metrics(line: &str) {
+    match METRICS_FILE.get() {
+        Some(file) => {
+            let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(file, "{line}");
+        }
+        None => println!("{line}"),
+    }
 }
 
 static COLD: AtomicBool = AtomicBool::new(true);

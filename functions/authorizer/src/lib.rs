@@ -13,11 +13,12 @@ use aws_lambda_events::apigw::{
 use serde_json::{json, Value};
 use thiserror::Error;
 use time::OffsetDateTime;
-use vigil_shared::adapters::dynamo::DynamoStore;
+use vigil_shared::adapters::dynamo::{Dynamo, TenantTable};
 use vigil_shared::auth::{CONTEXT_KEY_ID, CONTEXT_SCOPES, CONTEXT_TENANT};
-use vigil_shared::config::{Config, ConfigError, Setting};
+use vigil_shared::config::{Config, ConfigError};
 use vigil_shared::domain::access::{KeyDenial, PresentedKey, Scope};
 use vigil_shared::domain::HourBucket;
+use vigil_shared::function::Function;
 use vigil_shared::ports::{AccessStore, StoreError};
 
 pub struct Deps<S> {
@@ -25,13 +26,23 @@ pub struct Deps<S> {
     pub clock: fn() -> OffsetDateTime,
 }
 
-impl Deps<DynamoStore> {
+impl Deps<TenantTable> {
     pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
-        let (store, _) = DynamoStore::from_config(config, &[Setting::TenantsTable]).await?;
+        let (db, _) = Dynamo::connect(config).await;
         Ok(Self {
-            store,
+            store: TenantTable::new(&db, config)?,
             clock: OffsetDateTime::now_utc,
         })
+    }
+}
+
+impl<S: AccessStore + 'static> Function for Deps<S> {
+    type Event = ApiGatewayV2CustomAuthorizerV2Request;
+    type Output = AuthorizerResponse;
+    type Error = AuthorizerError;
+
+    async fn call(&self, event: Self::Event) -> Result<AuthorizerResponse, AuthorizerError> {
+        authorize(&event, self).await
     }
 }
 

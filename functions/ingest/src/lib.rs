@@ -10,15 +10,15 @@
 pub mod request;
 
 use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use serde::Serialize;
 use thiserror::Error;
 use time::OffsetDateTime;
-use vigil_shared::adapters::dynamo::DynamoStore;
+use vigil_shared::adapters::dynamo::{Dynamo, IngestTables};
 use vigil_shared::adapters::kms;
-use vigil_shared::api::{error_response, json_response, with_retry_after};
-use vigil_shared::auth::{self, Caller};
+use vigil_shared::auth::Caller;
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::crypto::{CryptoError, SubjectLookup};
 use vigil_shared::domain::access::Scope;
@@ -26,10 +26,13 @@ use vigil_shared::domain::validate::event_id_hint;
 use vigil_shared::domain::{
     validate_event, AggregateDelta, Limits, StoredEvent, SubjectId, TenantId,
 };
+use vigil_shared::function::Function;
+use vigil_shared::http::error::RETRY_AFTER_SECONDS;
+use vigil_shared::http::{ApiError, Call, Reply};
 use vigil_shared::ports::{EventRef, IngestStore, StoreError};
 use vigil_shared::telemetry;
 
-pub use request::{RequestError, MAX_BODY_BYTES, MAX_EVENTS};
+pub use request::{MAX_BODY_BYTES, MAX_EVENTS};
 
 /// Everything the handler needs, built once per cold start.
 pub struct Deps<S> {
@@ -49,20 +52,14 @@ pub enum InitError {
     Crypto(#[from] CryptoError),
 }
 
-impl Deps<DynamoStore> {
+impl Deps<IngestTables> {
     /// Builds the SDK clients and derives the subject lookup secret (one KMS call).
     pub async fn connect(config: &Config) -> Result<Self, InitError> {
-        let required = [
-            Setting::EventsTable,
-            Setting::AggregatesTable,
-            Setting::SubjectsTable,
-            Setting::SubjectLookupKeyId,
-        ];
-        let (store, sdk) = DynamoStore::from_config(config, &required).await?;
-        let kms_client = aws_sdk_kms::Client::new(&sdk);
+        let key_id = config.require(Setting::SubjectLookupKeyId)?;
+        let (db, sdk) = Dynamo::connect(config).await;
+        let store = IngestTables::new(&db, config)?;
         let subject_lookup =
-            kms::derive_subject_lookup(&kms_client, config.require(Setting::SubjectLookupKeyId)?)
-                .await?;
+            kms::derive_subject_lookup(&aws_sdk_kms::Client::new(&sdk), key_id).await?;
         Ok(Self {
             store,
             subject_lookup,
@@ -70,6 +67,16 @@ impl Deps<DynamoStore> {
             clock: OffsetDateTime::now_utc,
             emit_metrics: true,
         })
+    }
+}
+
+impl<S: IngestStore + 'static> Function for Deps<S> {
+    type Event = ApiGatewayV2httpRequest;
+    type Output = ApiGatewayV2httpResponse;
+    type Error = Infallible;
+
+    async fn call(&self, event: ApiGatewayV2httpRequest) -> Result<Self::Output, Infallible> {
+        Ok(handle(&event, self).await)
     }
 }
 
@@ -100,7 +107,6 @@ pub struct EventResult {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestResponse {
-    pub request_id: String,
     pub accepted: usize,
     pub duplicates: usize,
     pub rejected: usize,
@@ -108,59 +114,43 @@ pub struct IngestResponse {
     /// Fields removed by minimisation, summed over the batch.
     pub dropped_fields: usize,
     pub results: Vec<EventResult>,
+    /// Some storage failure was permanent: a resend will not help until it is fixed.
+    #[serde(skip)]
+    pub permanent_failure: bool,
 }
 
 const STORAGE_RETRY: &str = "storage unavailable: retry this event";
+const STORAGE_BROKEN: &str = "storage error: a retry will not help; quote the request id";
 
 /// The Lambda handler: API Gateway HTTP API (payload v2) in, response out.
 pub async fn handle<S: IngestStore>(
     request: &ApiGatewayV2httpRequest,
     deps: &Deps<S>,
 ) -> ApiGatewayV2httpResponse {
-    let request_id = request
-        .request_context
-        .request_id
-        .clone()
-        .unwrap_or_default();
-    let cold_start = telemetry::take_cold_start();
-    let caller = match auth::authorize(request, Scope::Ingest) {
-        Ok(caller) => caller,
-        Err(denied) => return denied.response(&request_id),
+    let mut call = Call::begin("ingest", request);
+    let outcome = match call.authorize(Scope::Ingest) {
+        Ok(caller) => ingest(&call, &caller, deps).await,
+        Err(denied) => Err(denied),
     };
-    match ingest(request, &caller.tenant, deps, &request_id).await {
-        Ok(body) => {
-            log_outcome(&caller, &body, cold_start, deps.emit_metrics);
-            let nothing_stored = body.accepted == 0 && body.duplicates == 0;
-            if body.failed > 0 && nothing_stored {
-                with_retry_after(json_response(503, &body), 1)
-            } else {
-                json_response(200, &body)
-            }
-        }
-        Err(error) => {
-            tracing::info!(
-                request_id,
-                cold_start,
-                status = error.status(),
-                code = error.code(),
-                "request refused"
-            );
-            error_response(
-                error.status(),
-                error.code(),
-                &error.to_string(),
-                &request_id,
-            )
-        }
+    call.finish(outcome)
+}
+
+/// The batch's reply: 200 with per-event results, unless nothing could be stored
+/// because of storage (503 with `Retry-After`, or 500 if a retry cannot help).
+fn reply(body: &IngestResponse) -> Reply {
+    let nothing_stored = body.accepted == 0 && body.duplicates == 0;
+    match (body.failed > 0 && nothing_stored, body.permanent_failure) {
+        (false, _) => Reply::ok(body),
+        (true, false) => Reply::json(503, body).retry_after(RETRY_AFTER_SECONDS),
+        (true, true) => Reply::json(500, body),
     }
 }
 
-fn log_outcome(caller: &Caller, body: &IngestResponse, cold_start: bool, emit_metrics: bool) {
+fn log_outcome(call: &Call, caller: &Caller, body: &IngestResponse, emit_metrics: bool) {
     tracing::info!(
-        request_id = body.request_id,
+        request_id = call.request_id,
         tenant = caller.tenant.as_str(),
         key_id = caller.key_id,
-        cold_start,
         accepted = body.accepted,
         duplicates = body.duplicates,
         rejected = body.rejected,
@@ -173,21 +163,18 @@ fn log_outcome(caller: &Caller, body: &IngestResponse, cold_start: bool, emit_me
     }
     let now_ms =
         i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    println!(
-        "{}",
-        telemetry::emf_line(
-            "vigil",
-            &[("function", "ingest")],
-            &[
-                ("EventsAccepted", body.accepted as f64, "Count"),
-                ("EventsDuplicate", body.duplicates as f64, "Count"),
-                ("EventsRejected", body.rejected as f64, "Count"),
-                ("EventsFailed", body.failed as f64, "Count"),
-                ("FieldsDropped", body.dropped_fields as f64, "Count"),
-            ],
-            now_ms,
-        )
-    );
+    telemetry::emit_metrics(&telemetry::emf_line(
+        "vigil",
+        &[("function", "ingest")],
+        &[
+            ("EventsAccepted", body.accepted as f64, "Count"),
+            ("EventsDuplicate", body.duplicates as f64, "Count"),
+            ("EventsRejected", body.rejected as f64, "Count"),
+            ("EventsFailed", body.failed as f64, "Count"),
+            ("FieldsDropped", body.dropped_fields as f64, "Count"),
+        ],
+        now_ms,
+    ));
 }
 
 /// A valid, not-yet-stored event and where its result goes.
@@ -197,13 +184,12 @@ struct Pending {
 }
 
 async fn ingest<S: IngestStore>(
-    request: &ApiGatewayV2httpRequest,
-    tenant: &TenantId,
+    call: &Call<'_>,
+    caller: &Caller,
     deps: &Deps<S>,
-    request_id: &str,
-) -> Result<IngestResponse, RequestError> {
-    let bytes = request::body_bytes(request)?;
-    let elements = request::parse_envelope(&bytes)?;
+) -> Result<Reply, ApiError> {
+    let tenant = &caller.tenant;
+    let elements = request::parse_envelope(&request::body_bytes(call.request)?)?;
     let now = (deps.clock)();
 
     let mut results: Vec<EventResult> = Vec::with_capacity(elements.len());
@@ -238,21 +224,31 @@ async fn ingest<S: IngestStore>(
     store_and_count(tenant, pending, &deps.store, &mut results).await;
 
     let count = |status| results.iter().filter(|r| r.status == status).count();
-    Ok(IngestResponse {
-        request_id: request_id.to_owned(),
+    let permanent_failure = results
+        .iter()
+        .any(|r| r.error.as_deref() == Some(STORAGE_BROKEN));
+    let body = IngestResponse {
         accepted: count(EventStatus::Accepted),
         duplicates: count(EventStatus::Duplicate),
         rejected: count(EventStatus::Rejected),
         failed: count(EventStatus::Failed),
         dropped_fields: results.iter().map(|r| r.dropped_fields.len()).sum(),
         results,
-    })
+        permanent_failure,
+    };
+    log_outcome(call, caller, &body, deps.emit_metrics);
+    Ok(reply(&body))
 }
 
 fn mark_failed(results: &mut [EventResult], index: usize, operation: &str, error: &StoreError) {
-    tracing::warn!(operation, error = %error, "storage failure");
+    tracing::warn!(operation, error = %error, retryable = error.is_retryable(), "storage failure");
     results[index].status = EventStatus::Failed;
-    results[index].error = Some(STORAGE_RETRY.to_owned());
+    let message = if error.is_retryable() {
+        STORAGE_RETRY
+    } else {
+        STORAGE_BROKEN
+    };
+    results[index].error = Some(message.to_owned());
 }
 
 /// Swaps each user id for its subject pseudonym; the user ids go no further.
@@ -288,10 +284,11 @@ async fn pseudonymise<S: IngestStore>(
             (Some(lookup), Ok(subjects)) => match subjects.get(lookup) {
                 Some(subject) => Some(subject.clone()),
                 None => {
-                    let error = StoreError::Failed {
-                        operation: "resolve_subjects",
-                        detail: "pseudonym missing".into(),
-                    };
+                    let error = StoreError::failed(
+                        "resolve_subjects",
+                        vigil_shared::ports::FailureKind::Retryable,
+                        "pseudonym missing",
+                    );
                     mark_failed(results, index, "resolve_subjects", &error);
                     continue;
                 }

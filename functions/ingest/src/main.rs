@@ -1,19 +1,4 @@
-//! Lambda entry point: builds config and clients once, then serves invocations.
+//! Lambda entry point: builds config and clients once (`Deps::connect`), then
+//! hands every invocation to the handler in `lib.rs`.
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
-use vigil_shared::{config::Config, telemetry};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init_logging();
-    let config = Config::from_env();
-    let deps = vigil_ingest::Deps::connect(&config).await?;
-    let deps = &deps;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            Ok::<_, Error>(vigil_ingest::handle(&event.payload, deps).await)
-        },
-    ))
-    .await
-}
+vigil_shared::lambda_main!(vigil_ingest::Deps);

@@ -2,18 +2,19 @@
 //! verify a tenant's audit chain. It uses the same SDK configuration as the
 //! functions: AWS's usual credential chain, or the local stack with `--local`.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use thiserror::Error;
 use time::OffsetDateTime;
-use vigil_admin::{issue_key, revoke_key, verify_trail, KeyRequest, KeyView};
-use vigil_shared::adapters::dynamo::DynamoStore;
-use vigil_shared::config::{Config, ConfigError, Setting};
+use vigil_shared::adapters::dynamo::{AuditTable, Dynamo, TenantTable};
+use vigil_shared::app::audit::verify_trail;
+use vigil_shared::app::keys::{issue_key, revoke_key, KeyRequest, KeyView};
+use vigil_shared::config::{Config, ConfigError};
 use vigil_shared::domain::TenantId;
 use vigil_shared::ports::{AccessStore, Revocation, StoreError};
+use vigil_shared::stack_state::{StackState, StateError};
 
 /// Who the audit trail names for CLI actions.
 pub const OPERATOR: &str = "operator";
@@ -103,8 +104,8 @@ pub enum AuditAction {
 pub enum OpsError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot read the local stack state {path}: {detail}")]
-    State { path: String, detail: String },
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -117,35 +118,24 @@ pub enum OpsError {
 
 /// Config from the environment, or from infra/run's state file with `--local`.
 pub fn load_config(local: Option<&PathBuf>) -> Result<Config, OpsError> {
-    let Some(path) = local else {
-        return Ok(Config::from_env());
-    };
-    let state_error = |detail: String| OpsError::State {
-        path: path.display().to_string(),
-        detail,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| state_error(e.to_string()))?;
-    let state: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| state_error(e.to_string()))?;
-    let resource = |id: &str| state["resources"][id].as_str().map(str::to_owned);
-    let vars: HashMap<&str, Option<String>> = HashMap::from([
-        (Setting::TenantsTable.env_name(), resource("TenantsTable")),
-        (Setting::AuditTable.env_name(), resource("AuditTable")),
-        (
-            "AWS_ENDPOINT_URL",
-            state["emulator"].as_str().map(str::to_owned),
-        ),
-        ("AWS_REGION", state["region"].as_str().map(str::to_owned)),
-    ]);
-    Ok(Config::from_lookup(|name| {
-        vars.get(name).cloned().flatten()
-    }))
+    match local {
+        None => Ok(Config::from_env()),
+        Some(path) => Ok(StackState::read(path)?.config()),
+    }
 }
 
-pub async fn connect(config: &Config) -> Result<DynamoStore, OpsError> {
-    let (store, _) =
-        DynamoStore::from_config(config, &[Setting::TenantsTable, Setting::AuditTable]).await?;
-    Ok(store)
+/// The tables the CLI works on: tenants and keys, and the audit trail.
+pub struct Tables {
+    pub keys: TenantTable,
+    pub audit: AuditTable,
+}
+
+pub async fn connect(config: &Config) -> Result<Tables, OpsError> {
+    let (db, _) = Dynamo::connect(config).await;
+    Ok(Tables {
+        keys: TenantTable::new(&db, config)?,
+        audit: AuditTable::new(&db, config)?,
+    })
 }
 
 fn tenant_id(value: &str) -> Result<TenantId, OpsError> {
@@ -163,11 +153,8 @@ fn rand_id() -> u64 {
 }
 
 /// Runs one command against `store`, writing what it prints to `out`.
-pub async fn run(
-    command: Command,
-    store: &DynamoStore,
-    out: &mut impl Write,
-) -> Result<(), OpsError> {
+pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Result<(), OpsError> {
+    let (store, audit) = (&tables.keys, &tables.audit);
     let now = OffsetDateTime::now_utc();
     match command {
         Command::Tenant {
@@ -205,8 +192,11 @@ pub async fn run(
                 scopes: scopes.split(',').map(|s| s.trim().to_owned()).collect(),
                 expires_in_days,
             };
-            let spec = request.validate(now).map_err(OpsError::Invalid)?;
-            let issued = issue_key(store, &tenant, OPERATOR, &request_id(), spec, now).await?;
+            let spec = request
+                .validate(now)
+                .map_err(|e| OpsError::Invalid(e.to_string()))?;
+            let issued =
+                issue_key(store, audit, &tenant, OPERATOR, &request_id(), spec, now).await?;
             writeln!(out, "key id: {}", issued.record.key_id)?;
             writeln!(out, "key:    {}", issued.secret)?;
             writeln!(out, "(shown once: store it now)")?;
@@ -231,7 +221,7 @@ pub async fn run(
             action: KeyAction::Revoke { tenant, key_id },
         } => {
             let tenant = tenant_id(&tenant)?;
-            match revoke_key(store, &tenant, OPERATOR, &request_id(), &key_id, now).await? {
+            match revoke_key(store, audit, &tenant, OPERATOR, &request_id(), &key_id, now).await? {
                 Revocation::Revoked => writeln!(out, "key {key_id} revoked")?,
                 Revocation::AlreadyRevoked => writeln!(out, "key {key_id} was already revoked")?,
                 Revocation::NotFound => {
@@ -245,7 +235,7 @@ pub async fn run(
             action: AuditAction::Verify { tenant },
         } => {
             let tenant = tenant_id(&tenant)?;
-            let report = verify_trail(store, &tenant, OPERATOR, &request_id(), now).await?;
+            let report = verify_trail(audit, &tenant, OPERATOR, &request_id(), now).await?;
             writeln!(
                 out,
                 "{}",

@@ -8,8 +8,8 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let outcome = async {
         let config = load_config(cli.local.then_some(&cli.state_file))?;
-        let store = connect(&config).await?;
-        run(cli.command, &store, &mut std::io::stdout()).await
+        let tables = connect(&config).await?;
+        run(cli.command, &tables, &mut std::io::stdout()).await
     }
     .await;
     match outcome {

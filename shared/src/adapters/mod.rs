@@ -1,5 +1,5 @@
-//! The only code that speaks to AWS services.
+//! The only code that speaks to AWS services: one DynamoDB adapter per port
+//! (`dynamo::<thing>`) over one set of helpers, and the KMS key derivation.
 
 pub mod dynamo;
-pub mod dynamo_access;
 pub mod kms;

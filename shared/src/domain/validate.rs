@@ -70,6 +70,21 @@ const MAX_USER: usize = 256;
 const MAX_LATENCY_MS: f64 = 3_600_000.0;
 const MAX_UNITS: u64 = 1_000_000_000;
 
+/// A client-supplied key, as it may appear in a response or a log: plain
+/// snake_case names are shown (they are field names, such as `email`); anything
+/// else (an e-mail address used as a key, text with spaces) is not.
+pub fn field_label(key: &str) -> &str {
+    let mut chars = key.chars();
+    let plain = key.len() <= 40
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        key
+    } else {
+        "(unlisted field)"
+    }
+}
+
 /// The id of an element, if it has a usable one, to label its result.
 pub fn event_id_hint(value: &Value) -> Option<String> {
     value
@@ -90,7 +105,7 @@ pub fn validate_event(
     let mut dropped: Vec<String> = object
         .keys()
         .filter(|key| !EVENT_FIELDS.contains(&key.as_str()))
-        .cloned()
+        .map(|key| field_label(key).to_owned())
         .collect();
 
     let id = EventId::parse(required_str(object, "id", "id")?)
@@ -145,7 +160,7 @@ pub fn validate_event(
     dropped.extend(
         data_keys_not_used(reader.data, &reader.used)
             .into_iter()
-            .map(|key| format!("data.{key}")),
+            .map(|key| format!("data.{}", field_label(&key))),
     );
     Ok(Validated {
         event: Event {

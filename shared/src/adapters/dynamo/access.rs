@@ -1,0 +1,207 @@
+//! Tenants table: tenant records and their API keys (a key's secret only as a hash).
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use time::OffsetDateTime;
+
+use super::codec::{s, text, time_of, timestamp, Item};
+use super::{applied, failed, table_name, Dynamo};
+use crate::config::{Config, ConfigError, Setting};
+use crate::domain::access::{KeyRecord, Scope};
+use crate::domain::TenantId;
+use crate::keys;
+use crate::ports::{AccessStore, Revocation, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct TenantTable {
+    db: Dynamo,
+    name: String,
+}
+
+impl TenantTable {
+    pub fn new(db: &Dynamo, config: &Config) -> Result<Self, ConfigError> {
+        Ok(Self {
+            db: db.clone(),
+            name: table_name(config, Setting::TenantsTable)?,
+        })
+    }
+}
+
+fn key_item(record: &KeyRecord) -> Item {
+    let mut item = Item::new();
+    item.insert(keys::PK.into(), s(keys::tenant_pk(&record.tenant)));
+    item.insert(keys::SK.into(), s(keys::api_key_sk(&record.key_id)));
+    item.insert("key_id".into(), s(&record.key_id));
+    item.insert("name".into(), s(&record.name));
+    item.insert(
+        "scopes".into(),
+        AttributeValue::L(record.scopes.iter().map(|sc| s(sc.as_str())).collect()),
+    );
+    item.insert("secret_hash".into(), s(&record.secret_hash));
+    item.insert("created_at".into(), timestamp(record.created_at));
+    if let Some(at) = record.expires_at {
+        item.insert("valid_until".into(), timestamp(at));
+    }
+    item
+}
+
+fn key_record(tenant: &TenantId, item: &Item) -> Result<KeyRecord, StoreError> {
+    let scopes = item
+        .get("scopes")
+        .and_then(|v| v.as_l().ok())
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| v.as_s().ok().and_then(|sc| Scope::parse(sc)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let corrupt = || StoreError::corrupt("key");
+    Ok(KeyRecord {
+        tenant: tenant.clone(),
+        key_id: text(item, "key_id").ok_or_else(corrupt)?,
+        name: text(item, "name").unwrap_or_default(),
+        scopes,
+        secret_hash: text(item, "secret_hash").ok_or_else(corrupt)?,
+        created_at: time_of(item, "created_at").ok_or_else(corrupt)?,
+        expires_at: time_of(item, "valid_until"),
+        revoked_at: time_of(item, "revoked_at"),
+        last_used_hour: text(item, "last_used_hour"),
+    })
+}
+
+impl AccessStore for TenantTable {
+    async fn create_tenant(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .db
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .item(keys::PK, s(keys::tenant_pk(tenant)))
+            .item(keys::SK, s(keys::TENANT_SK))
+            .item("name", s(name))
+            .item("created_at", timestamp(now))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        applied("PutItem", result)
+    }
+
+    async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let out = self
+            .db
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::tenant_pk(tenant)))
+            .key(keys::SK, s(keys::TENANT_SK))
+            .projection_expression("pk")
+            .send()
+            .await
+            .map_err(|e| failed("GetItem", e))?;
+        Ok(out.item.is_some())
+    }
+
+    async fn put_key(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.db
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(key_item(record)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("PutItem", e))
+    }
+
+    async fn get_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let out = self
+            .db
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::tenant_pk(tenant)))
+            .key(keys::SK, s(keys::api_key_sk(key_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| failed("GetItem", e))?;
+        out.item.map(|item| key_record(tenant, &item)).transpose()
+    }
+
+    async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>, StoreError> {
+        let query = self
+            .db
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(keys::tenant_pk(tenant)))
+            .expression_attribute_values(":prefix", s(keys::KEY_SK_PREFIX));
+        self.db
+            .query(query, None)
+            .await?
+            .iter()
+            .map(|item| key_record(tenant, item))
+            .collect()
+    }
+
+    async fn revoke_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Revocation, StoreError> {
+        let result = self
+            .db
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::tenant_pk(tenant)))
+            .key(keys::SK, s(keys::api_key_sk(key_id)))
+            .update_expression("SET revoked_at = :now")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
+            .expression_attribute_values(":now", timestamp(now))
+            .send()
+            .await;
+        if applied("UpdateItem", result)? {
+            return Ok(Revocation::Revoked);
+        }
+        Ok(match self.get_key(tenant, key_id).await? {
+            Some(_) => Revocation::AlreadyRevoked,
+            None => Revocation::NotFound,
+        })
+    }
+
+    async fn record_key_use(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        hour: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .db
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::tenant_pk(tenant)))
+            .key(keys::SK, s(keys::api_key_sk(key_id)))
+            .update_expression("SET last_used_hour = :hour")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(last_used_hour) OR last_used_hour <> :hour)",
+            )
+            .expression_attribute_values(":hour", s(hour))
+            .send()
+            .await;
+        // A failed condition means another request recorded this hour already.
+        applied("UpdateItem", result).map(|_| ())
+    }
+}

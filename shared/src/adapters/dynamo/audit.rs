@@ -1,0 +1,146 @@
+//! Audit table: each tenant's append-only, hash-chained trail.
+
+use time::OffsetDateTime;
+
+use super::codec::{n, s, text, time_of, timestamp, Item};
+use super::{applied, failed, table_name, Dynamo};
+use crate::config::{Config, ConfigError, Setting};
+use crate::domain::audit::{AuditDraft, AuditEntry, AUDIT_RETENTION};
+use crate::domain::TenantId;
+use crate::keys;
+use crate::ports::{AuditLog, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct AuditTable {
+    db: Dynamo,
+    name: String,
+}
+
+impl AuditTable {
+    pub fn new(db: &Dynamo, config: &Config) -> Result<Self, ConfigError> {
+        Ok(Self {
+            db: db.clone(),
+            name: table_name(config, Setting::AuditTable)?,
+        })
+    }
+
+    async fn last_entry(&self, tenant: &TenantId) -> Result<Option<AuditEntry>, StoreError> {
+        let out = self
+            .db
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(keys::audit_pk(tenant)))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| failed("Query", e))?;
+        out.items().first().map(audit_entry).transpose()
+    }
+}
+
+fn audit_item(tenant: &TenantId, entry: &AuditEntry) -> Item {
+    let mut item = Item::new();
+    item.insert(keys::PK.into(), s(keys::audit_pk(tenant)));
+    item.insert(keys::SK.into(), s(keys::audit_sk(entry.seq)));
+    item.insert("time".into(), timestamp(entry.time));
+    item.insert("actor".into(), s(&entry.actor));
+    item.insert("action".into(), s(&entry.action));
+    if let Some(target) = &entry.target {
+        item.insert("target".into(), s(target));
+    }
+    item.insert("request_id".into(), s(&entry.request_id));
+    item.insert("outcome".into(), s(&entry.outcome));
+    item.insert("prev_hash".into(), s(&entry.prev_hash));
+    item.insert("prev_time".into(), s(&entry.prev_time));
+    item.insert("hash".into(), s(&entry.hash));
+    item.insert(
+        "expires_at".into(),
+        n((entry.time + AUDIT_RETENTION).unix_timestamp()),
+    );
+    item
+}
+
+/// Reads an entry back as stored; the sequence comes from the key, so a moved entry shows.
+fn audit_entry(item: &Item) -> Result<AuditEntry, StoreError> {
+    let field = |name: &str| text(item, name).unwrap_or_default();
+    Ok(AuditEntry {
+        seq: text(item, keys::SK)
+            .and_then(|sk| keys::audit_seq(&sk))
+            .ok_or_else(|| StoreError::corrupt("audit entry"))?,
+        time: time_of(item, "time").unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        actor: field("actor"),
+        action: field("action"),
+        target: text(item, "target"),
+        request_id: field("request_id"),
+        outcome: field("outcome"),
+        prev_hash: field("prev_hash"),
+        prev_time: field("prev_time"),
+        hash: field("hash"),
+    })
+}
+
+impl AuditLog for AuditTable {
+    /// Reads the chain's tail and appends after it; a concurrent append wins the
+    /// conditional put, and this one retries on the new tail.
+    async fn append(
+        &self,
+        tenant: &TenantId,
+        draft: AuditDraft,
+        now: OffsetDateTime,
+    ) -> Result<AuditEntry, StoreError> {
+        let mut attempt = 1;
+        loop {
+            let previous = self.last_entry(tenant).await?;
+            // Never earlier than the tail, so the chain stays in time order.
+            let at = previous.as_ref().map_or(now, |p| now.max(p.time));
+            let entry = AuditEntry::next(tenant, previous.as_ref(), draft.clone(), at);
+            let result = self
+                .db
+                .client
+                .put_item()
+                .table_name(&self.name)
+                .set_item(Some(audit_item(tenant, &entry)))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            if applied("PutItem", result)? {
+                return Ok(entry);
+            }
+            if attempt >= self.db.retry.max_attempts {
+                return Err(StoreError::Exhausted {
+                    operation: "audit append",
+                    attempts: attempt,
+                });
+            }
+            self.db.retry.sleep_before(attempt).await;
+            attempt += 1;
+        }
+    }
+
+    async fn entries(
+        &self,
+        tenant: &TenantId,
+        after_seq: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let query = self
+            .db
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND sk > :after")
+            .expression_attribute_values(":pk", s(keys::audit_pk(tenant)))
+            .expression_attribute_values(":after", s(keys::audit_sk(after_seq.unwrap_or(0))))
+            .consistent_read(true);
+        self.db
+            .query(query, limit)
+            .await?
+            .iter()
+            .map(audit_entry)
+            .collect()
+    }
+}

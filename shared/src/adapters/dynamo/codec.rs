@@ -1,0 +1,60 @@
+//! The attribute codec: how values are written to and read from DynamoDB items,
+//! and the one timestamp format (RFC 3339, UTC).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::keys;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// A time as stored.
+pub fn timestamp(time: OffsetDateTime) -> AttributeValue {
+    s(time.format(&Rfc3339).unwrap_or_default())
+}
+
+/// Now, as stored.
+pub fn now() -> AttributeValue {
+    timestamp(OffsetDateTime::now_utc())
+}
+
+pub fn text(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+pub fn time_of(item: &Item, name: &str) -> Option<OffsetDateTime> {
+    text(item, name).and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok())
+}
+
+/// An item's `pk` and `sk`.
+pub fn key_of(item: &Item) -> (Option<&str>, Option<&str>) {
+    let text = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+    };
+    (text(keys::PK), text(keys::SK))
+}
+
+/// The key of a put or delete request, to match unprocessed items to their requests.
+pub fn write_request_key(request: &WriteRequest) -> (Option<String>, Option<String>) {
+    let item = request
+        .put_request()
+        .map(PutRequest::item)
+        .or_else(|| request.delete_request().map(DeleteRequest::key));
+    match item.map(key_of) {
+        Some((pk, sk)) => (pk.map(str::to_owned), sk.map(str::to_owned)),
+        None => (None, None),
+    }
+}

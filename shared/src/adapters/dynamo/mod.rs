@@ -1,0 +1,307 @@
+//! DynamoDB: one adapter per port, each in its own module and each built with
+//! the table names it needs (a missing setting fails at cold start, naming it),
+//! over the helpers here: one retry loop for partial batches, one pagination
+//! loop, one conditional-failure check, one error classification.
+//!
+//! AWS limits are enforced here because the emulator does not: at most 25 items
+//! per BatchWriteItem and 100 keys per BatchGetItem. Request-level throttling and
+//! 5xx are retried by the SDK; unprocessed items are retried here; both back off
+//! with the one `RetryPolicy`. What still fails is reported per item, never dropped.
+
+pub mod access;
+pub mod aggregates;
+pub mod audit;
+pub mod codec;
+pub mod events;
+pub mod ingest;
+pub mod subjects;
+
+use std::collections::HashSet;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, WriteRequest};
+use aws_sdk_dynamodb::Client;
+
+use crate::config::{Config, ConfigError, Setting};
+use crate::ports::{FailureKind, Failures, StoreError};
+use crate::retry::RetryPolicy;
+use codec::{write_request_key, Item};
+
+pub use access::TenantTable;
+pub use aggregates::AggregateTable;
+pub use audit::AuditTable;
+pub use events::EventTable;
+pub use ingest::IngestTables;
+pub use subjects::SubjectTable;
+
+/// AWS's BatchWriteItem limit.
+pub const MAX_BATCH_WRITE: usize = 25;
+/// AWS's BatchGetItem limit.
+pub const MAX_BATCH_GET: usize = 100;
+/// Conditional writes in flight at once for one request.
+pub(crate) const CONCURRENT_WRITES: usize = 8;
+
+/// The client and the retry policy every adapter shares.
+#[derive(Debug, Clone)]
+pub struct Dynamo {
+    pub(crate) client: Client,
+    pub(crate) retry: RetryPolicy,
+}
+
+/// Error codes a retry can clear.
+const RETRYABLE_CODES: [&str; 7] = [
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+];
+
+/// A failed SDK call as a `StoreError`, classified retryable or permanent.
+pub(crate) fn failed<E>(operation: &'static str, error: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let kind = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            FailureKind::Retryable
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            if RETRYABLE_CODES.contains(&code) || service.raw().status().as_u16() >= 500 {
+                FailureKind::Retryable
+            } else {
+                FailureKind::Permanent
+            }
+        }
+        _ => FailureKind::Permanent,
+    };
+    StoreError::failed(operation, kind, DisplayErrorContext(error).to_string())
+}
+
+/// A request that could not even be built: a bug, not a retry.
+pub(crate) fn unbuildable(operation: &'static str, error: impl std::error::Error) -> StoreError {
+    StoreError::failed(
+        operation,
+        FailureKind::Permanent,
+        DisplayErrorContext(error).to_string(),
+    )
+}
+
+/// True when a conditional write was refused because its condition did not hold.
+pub(crate) fn is_conditional_failure<E: ProvideErrorMetadata>(
+    error: &SdkError<E, HttpResponse>,
+) -> bool {
+    error
+        .as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        == Some("ConditionalCheckFailedException")
+}
+
+/// A conditional write's outcome: `Ok(true)` applied, `Ok(false)` condition failed.
+pub(crate) fn applied<T, E>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error) if is_conditional_failure(&error) => Ok(false),
+        Err(error) => Err(failed(operation, error)),
+    }
+}
+
+/// The configured name of a table.
+pub(crate) fn table_name(config: &Config, setting: Setting) -> Result<String, ConfigError> {
+    config.require(setting).map(str::to_owned)
+}
+
+impl Dynamo {
+    /// The client for `config`'s endpoint and region, with the one retry policy;
+    /// also returns the SDK config other clients (KMS, S3) are made from.
+    pub async fn connect(config: &Config) -> (Self, SdkConfig) {
+        let retry = RetryPolicy::default();
+        let sdk = crate::aws::sdk_config(
+            config.endpoint_url.as_deref(),
+            config.region.as_deref(),
+            retry,
+        )
+        .await;
+        (Self::new(Client::new(&sdk), retry), sdk)
+    }
+
+    pub fn new(client: Client, retry: RetryPolicy) -> Self {
+        Self { client, retry }
+    }
+
+    /// Every item a query returns, page after page, up to `limit` items (None: all).
+    pub(crate) async fn query(
+        &self,
+        query: QueryFluentBuilder,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut page = query.clone().set_exclusive_start_key(start);
+            if let Some(limit) = limit {
+                let left = limit.saturating_sub(items.len()).max(1);
+                page = page.limit(i32::try_from(left).unwrap_or(i32::MAX));
+            }
+            let out = page.send().await.map_err(|e| failed("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            let full = limit.is_some_and(|limit| items.len() >= limit);
+            if start.is_none() || full {
+                items.truncate(limit.unwrap_or(usize::MAX));
+                return Ok(items);
+            }
+        }
+    }
+
+    /// Reads items by key, 100 keys a request, retrying unprocessed keys.
+    pub(crate) async fn batch_get(
+        &self,
+        table: &str,
+        item_keys: Vec<Item>,
+        projection: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in item_keys.chunks(MAX_BATCH_GET) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 1;
+            loop {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .projection_expression(projection)
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| unbuildable("BatchGetItem", e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(table, request)
+                    .send()
+                    .await
+                    .map_err(|e| failed("BatchGetItem", e))?;
+                if let Some(items) = out.responses.and_then(|mut r| r.remove(table)) {
+                    found.extend(items);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= self.retry.max_attempts {
+                    return Err(StoreError::Exhausted {
+                        operation: "BatchGetItem",
+                        attempts: attempt,
+                    });
+                }
+                self.retry.sleep_before(attempt).await;
+                attempt += 1;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes requests 25 at a time, retrying unprocessed items; returns those that failed.
+    pub(crate) async fn batch_write(&self, table: &str, requests: Vec<WriteRequest>) -> Failures {
+        let mut failures = Failures::new();
+        let indexed: Vec<(usize, WriteRequest)> = requests.into_iter().enumerate().collect();
+        for chunk in indexed.chunks(MAX_BATCH_WRITE) {
+            let mut pending: Vec<(usize, WriteRequest)> = chunk.to_vec();
+            let mut attempt = 1;
+            loop {
+                let batch: Vec<WriteRequest> = pending.iter().map(|(_, r)| r.clone()).collect();
+                let out = match self
+                    .client
+                    .batch_write_item()
+                    .request_items(table, batch)
+                    .send()
+                    .await
+                {
+                    Ok(out) => out,
+                    Err(e) => {
+                        let error = failed("BatchWriteItem", e);
+                        failures.extend(pending.iter().map(|(i, _)| (*i, error.clone())));
+                        break;
+                    }
+                };
+                let unprocessed: HashSet<(Option<String>, Option<String>)> = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(table))
+                    .unwrap_or_default()
+                    .iter()
+                    .map(write_request_key)
+                    .collect();
+                pending.retain(|(_, r)| unprocessed.contains(&write_request_key(r)));
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= self.retry.max_attempts {
+                    let error = StoreError::Exhausted {
+                        operation: "BatchWriteItem",
+                        attempts: attempt,
+                    };
+                    failures.extend(pending.iter().map(|(i, _)| (*i, error.clone())));
+                    break;
+                }
+                self.retry.sleep_before(attempt).await;
+                attempt += 1;
+            }
+        }
+        failures
+    }
+
+    /// Writes built requests; if one cannot be built, nothing is sent and all fail.
+    pub(crate) async fn write_all<E: std::error::Error>(
+        &self,
+        table: &str,
+        requests: impl ExactSizeIterator<Item = Result<WriteRequest, E>>,
+    ) -> Failures {
+        let count = requests.len();
+        match requests.collect::<Result<Vec<_>, _>>() {
+            Ok(requests) => self.batch_write(table, requests).await,
+            Err(error) => {
+                let error = unbuildable("BatchWriteItem", error);
+                (0..count).map(|i| (i, error.clone())).collect()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[tokio::test]
+    async fn an_adapter_names_its_missing_setting_when_built() {
+        let config = Config::from_lookup(|name| {
+            HashMap::from([
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+                ("VIGIL_EVENTS_TABLE", "events"),
+            ])
+            .get(name)
+            .map(|v| v.to_string())
+        });
+        let (db, _) = Dynamo::connect(&config).await;
+        assert!(EventTable::new(&db, &config).is_ok());
+        let missing = IngestTables::new(&db, &config).expect_err("subjects table missing");
+        assert_eq!(
+            missing.to_string(),
+            "environment variable VIGIL_SUBJECTS_TABLE is not set"
+        );
+    }
+}

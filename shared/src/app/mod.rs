@@ -1,0 +1,6 @@
+//! Use cases shared by several entry points (the admin function, the operator
+//! CLI, the local stack): they take ports, never SDK clients, so every binary
+//! depends on `shared` and none on another function's crate.
+
+pub mod audit;
+pub mod keys;
