@@ -1,9 +1,18 @@
-# Shared by infra/run, infra/test and infra/bench: the project-local Python
-# virtualenv (moto server, cfn-lint) and the emulator's lifecycle.
+# Shared by infra/run, infra/test, infra/bench and infra/ops: the project-local
+# Python virtualenv (moto server, cfn-lint), the build, and the emulator's lifecycle.
 # shellcheck shell=bash
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO_ROOT/.venv"
+
+# Where cargo builds: CARGO_TARGET_DIR if set (relative to the repository), else target/.
+target_dir() {
+  local dir="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+  case "$dir" in
+    /*) echo "$dir" ;;
+    *) echo "$REPO_ROOT/$dir" ;;
+  esac
+}
 
 # Creates .venv and installs infra/requirements.txt when they changed.
 ensure_venv() {
@@ -11,24 +20,45 @@ ensure_venv() {
   local want
   want="$(sha256sum "$REPO_ROOT/infra/requirements.txt" | cut -d' ' -f1)"
   if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "==> installing the Python tools (moto server, cfn-lint) into .venv"
+    echo "==> installing the Python tools (moto server, cfn-lint) into .venv (about a minute, once)"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REPO_ROOT/infra/requirements.txt"
+    "$VENV/bin/pip" install --disable-pip-version-check --progress-bar on \
+      -r "$REPO_ROOT/infra/requirements.txt" | grep -E '^(Collecting|Successfully)' || true
     echo "$want" > "$stamp"
+  fi
+}
+
+# Every binary of the workspace (local stack, operator CLI, functions), built
+# with the whole workspace selected, like the test build: each crate is compiled
+# once per profile, whichever command runs first (docs/decisions/0009).
+build_binaries() {
+  if [ "${1:-}" = "quiet" ]; then
+    cargo build --quiet --workspace --bins
+  else
+    echo "==> building the local stack, the operator CLI and the functions (first time: several minutes on 2 cores)"
+    cargo build --workspace --bins
   fi
 }
 
 # A free TCP port on loopback.
 free_port() {
-  "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_moto PORT: starts moto server on 127.0.0.1:PORT, waits until it answers,
-# and sets MOTO_PID. The caller's EXIT trap must call stop_moto.
+# require_free_port PORT NAME: exits naming the port if something listens on it.
+require_free_port() {
+  if ! python3 -c 'import socket, sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.close()' "$1" 2> /dev/null; then
+    echo "error: port $1 ($2) is already in use on 127.0.0.1: is another ./infra/run running? Stop it, or set $2 to a free port." >&2
+    exit 1
+  fi
+}
+
+# start_moto PORT LOG: starts moto server on 127.0.0.1:PORT, logging to LOG,
+# waits until it answers, and sets MOTO_PID. The caller's EXIT trap must call stop_moto.
 start_moto() {
-  local port="$1"
-  mkdir -p "$REPO_ROOT/.local"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > "$REPO_ROOT/.local/moto-$port.log" 2>&1 &
+  local port="$1" log="$2"
+  mkdir -p "$(dirname "$log")"
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > "$log" 2>&1 &
   MOTO_PID=$!
   for _ in $(seq 1 100); do
     if "$VENV/bin/python" -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
@@ -36,7 +66,7 @@ start_moto() {
       return 0
     fi
     if ! kill -0 "$MOTO_PID" 2> /dev/null; then
-      echo "moto server exited; see .local/moto-$port.log" >&2
+      echo "moto server exited; see $log" >&2
       return 1
     fi
     sleep 0.1
@@ -45,9 +75,19 @@ start_moto() {
   return 1
 }
 
+# stop_pid PID: SIGTERM, then SIGKILL after 5 s; waits for it.
+stop_pid() {
+  local pid="$1"
+  [ -n "$pid" ] && kill -0 "$pid" 2> /dev/null || return 0
+  kill -TERM "$pid" 2> /dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2> /dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2> /dev/null || true
+  wait "$pid" 2> /dev/null || true
+}
+
 stop_moto() {
-  if [ -n "${MOTO_PID:-}" ] && kill -0 "$MOTO_PID" 2> /dev/null; then
-    kill "$MOTO_PID" 2> /dev/null || true
-    wait "$MOTO_PID" 2> /dev/null || true
-  fi
+  stop_pid "${MOTO_PID:-}"
 }

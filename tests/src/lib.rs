@@ -5,6 +5,7 @@
 //! of the emulator, and serves the API on a free port with the real handlers,
 //! whose SDK clients go through the proxy. Assertions read the emulator directly.
 
+pub mod process;
 pub mod proxy;
 
 use std::collections::HashMap;
@@ -13,8 +14,12 @@ use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
-use vigil_local::{provision_from, repo_template, start, LocalApi, Provisioned, RunningServer};
-use vigil_shared::adapters::dynamo::DynamoStore;
+use vigil_local::{
+    provision_from, repo_template, start, LocalApi, Provisioned, Registry, RunningServer,
+};
+use vigil_shared::adapters::dynamo::{AuditTable, Dynamo, TenantTable};
+use vigil_shared::app::keys::KeySpec;
+use vigil_shared::config::Config;
 use vigil_shared::domain::access::Scope;
 
 pub use proxy::{Fault, FaultProxy};
@@ -35,8 +40,12 @@ pub struct TestStack {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub proxy: FaultProxy,
     pub stack: Provisioned,
-    /// Keys and audit straight to the emulator (as the operator CLI).
-    pub access: DynamoStore,
+    /// Every setting of this stack, straight to the emulator (as the operator CLI).
+    pub config: Config,
+    /// Keys and audit trail straight to the emulator (as the operator CLI),
+    /// when the template has them.
+    keys: Option<TenantTable>,
+    audit: Option<AuditTable>,
     /// One ingest key per tenant, issued on first use.
     ingest_keys: Mutex<HashMap<String, String>>,
     server: Option<RunningServer>,
@@ -46,6 +55,11 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 impl TestStack {
     pub async fn start() -> Self {
+        Self::start_with(&repo_template(), &Registry::standard()).await
+    }
+
+    /// A stack from another template, hosting the functions `registry` knows.
+    pub async fn start_with(template: &std::path::Path, registry: &Registry) -> Self {
         let emulator = emulator_url();
         // Short, lowercase and unique across test processes: bucket names allow no more.
         let stack_name = format!(
@@ -54,20 +68,23 @@ impl TestStack {
             NEXT.fetch_add(1, Ordering::Relaxed),
             rand_suffix()
         );
-        let stack = provision_from(&repo_template(), &emulator, &stack_name)
+        let stack = provision_from(template, &emulator, &stack_name)
             .await
-            .expect("provision the stack from template.yaml");
+            .expect("provision the stack from the template");
         let proxy = FaultProxy::start(&emulator)
             .await
             .expect("start the fault proxy");
-        let api = LocalApi::build(&stack, &proxy.url())
+        let api = LocalApi::build(&stack, &proxy.url(), registry)
             .await
             .expect("build the handlers");
         let server = start(api, ([127, 0, 0, 1], 0).into())
             .await
             .expect("start the local API");
         let sdk = vigil_local::emulator_config(&emulator).await;
-        let access = vigil_local::access_store(&stack, &emulator).await;
+        let config = stack.config(&emulator);
+        let (db, _) = Dynamo::connect(&config).await;
+        let keys = TenantTable::new(&db, &config).ok();
+        let audit = AuditTable::new(&db, &config).ok();
         proxy.reset_counts();
         Self {
             api: format!("http://{}", server.addr),
@@ -75,15 +92,47 @@ impl TestStack {
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
             proxy,
             stack,
-            access,
+            config,
+            keys,
+            audit,
             ingest_keys: Mutex::new(HashMap::new()),
             server: Some(server),
         }
     }
 
+    /// The tenants table, straight to the emulator.
+    pub fn keys(&self) -> &TenantTable {
+        self.keys.as_ref().expect("the template has a TenantsTable")
+    }
+
+    /// The audit table, straight to the emulator.
+    pub fn audit(&self) -> &AuditTable {
+        self.audit.as_ref().expect("the template has an AuditTable")
+    }
+
     /// Issues a new key for `tenant` (creating the tenant if needed).
     pub async fn issue_key(&self, tenant: &str, scopes: &[Scope]) -> String {
-        vigil_local::issue_local_key(&self.access, tenant, scopes, "test", None)
+        self.issue_key_with(tenant, scopes, None).await
+    }
+
+    /// Issues a key that expires at `expires_at`.
+    pub async fn issue_key_with(
+        &self,
+        tenant: &str,
+        scopes: &[Scope],
+        expires_at: Option<time::OffsetDateTime>,
+    ) -> String {
+        let spec = KeySpec {
+            name: if expires_at.is_some() {
+                "test-expiring"
+            } else {
+                "test"
+            }
+            .into(),
+            scopes: scopes.to_vec(),
+            expires_at,
+        };
+        vigil_local::issue_key(&self.config, tenant, spec)
             .await
             .expect("issue a key")
     }
@@ -188,6 +237,11 @@ impl TestStack {
                 return items;
             }
         }
+    }
+
+    /// The running local API (routes, functions, schedules).
+    pub fn local_api(&self) -> std::sync::Arc<LocalApi> {
+        self.server.as_ref().expect("running").api.clone()
     }
 
     pub async fn shutdown(mut self) {

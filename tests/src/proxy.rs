@@ -32,6 +32,10 @@ pub enum Fault {
     Unprocessed,
     /// Applies the request, then answers 500: the response is "lost".
     ForwardThenFail,
+    /// 400 AccessDeniedException: a policy forbids the call (not retryable).
+    AccessDenied,
+    /// 400 ValidationException: the request is malformed (not retryable).
+    Invalid,
 }
 
 struct Rule {
@@ -353,6 +357,16 @@ async fn handle(
                 "Internal server error",
             )
         }
+        Some(Fault::AccessDenied) => dynamo_error(
+            StatusCode::BAD_REQUEST,
+            "AccessDeniedException",
+            "User is not authorized to perform this action",
+        ),
+        Some(Fault::Invalid) => dynamo_error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "One or more parameter values were invalid",
+        ),
         Some(Fault::Unprocessed) => forward_half(&parts, body, client, upstream, &operation).await,
     }
 }

@@ -1,7 +1,16 @@
 //! The local stack: creates the resources template.yaml declares in the emulator
-//! (moto server) and serves the template's routes with the real handlers.
+//! (moto server), hosts the template's functions with their real handlers,
+//! serves their routes, invokes them on demand and fires their schedules.
+//!
+//! - `template`: reads template.yaml and resolves its intrinsics.
+//! - `provision`: creates keys, tables and buckets; reads functions, routes, schedules.
+//! - `functions`: the registry of hostable functions (one line per function).
+//! - `server`: the local API Gateway (routes, authorizer) and Lambda Invoke.
+//! - `schedule`: timers for `rate(...)` schedules.
 
+pub mod functions;
 pub mod provision;
+pub mod schedule;
 pub mod server;
 pub mod template;
 
@@ -9,11 +18,16 @@ use std::path::Path;
 
 use aws_config::SdkConfig;
 use thiserror::Error;
+use vigil_shared::adapters::dynamo::{AuditTable, Dynamo, TenantTable};
+use vigil_shared::app::keys::{bootstrap_key, KeySpec};
 use vigil_shared::aws::sdk_config;
+use vigil_shared::config::{Config, Setting};
+use vigil_shared::domain::TenantId;
 use vigil_shared::retry::RetryPolicy;
 
+pub use functions::{InvokeError, Registry};
 pub use provision::{provision, Provisioned};
-pub use server::{start, LocalApi, RunningServer};
+pub use server::{bind, serve, start, LocalApi, RunningServer};
 pub use template::Template;
 
 /// The region the local stack uses.
@@ -50,43 +64,40 @@ pub fn repo_template() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml")
 }
 
-/// A store on the stack's tenants and audit tables, straight to the emulator.
-pub async fn access_store(
-    stack: &Provisioned,
-    emulator: &str,
-) -> vigil_shared::adapters::dynamo::DynamoStore {
-    use vigil_shared::adapters::dynamo::{DynamoStore, Tables};
-    let sdk = emulator_config(emulator).await;
-    let tables = Tables {
-        tenants: stack.reference("TenantsTable").map(str::to_owned),
-        audit: stack.reference("AuditTable").map(str::to_owned),
-        ..Tables::default()
-    };
-    DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        tables,
-        RetryPolicy::default(),
-    )
+impl Provisioned {
+    /// Every setting, pointing at this stack's resources in `emulator`.
+    pub fn config(&self, emulator: &str) -> Config {
+        Config::from_lookup(|name| match name {
+            "AWS_ENDPOINT_URL" => Some(emulator.to_owned()),
+            "AWS_REGION" => Some(self.region.clone()),
+            _ => Setting::ALL
+                .into_iter()
+                .find(|setting| setting.env_name() == name)
+                .and_then(|setting| self.reference(setting.resource()))
+                .map(str::to_owned),
+        })
+    }
 }
 
-/// Creates `tenant` if needed and issues it a key, as the operator CLI does; returns the secret.
-pub async fn issue_local_key(
-    store: &vigil_shared::adapters::dynamo::DynamoStore,
+/// Creates `tenant` if needed and issues it a key straight in the stack's tables,
+/// as the operator CLI does; returns the secret.
+pub async fn issue_key(
+    config: &Config,
     tenant: &str,
-    scopes: &[vigil_shared::domain::access::Scope],
-    name: &str,
-    expires_at: Option<time::OffsetDateTime>,
+    spec: KeySpec,
 ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    use vigil_shared::ports::AccessStore;
-    let tenant = vigil_shared::domain::TenantId::parse(tenant)?;
+    let (db, _) = Dynamo::connect(config).await;
+    let (keys, audit) = (
+        TenantTable::new(&db, config)?,
+        AuditTable::new(&db, config)?,
+    );
     let now = time::OffsetDateTime::now_utc();
-    store.create_tenant(&tenant, "local", now).await?;
-    let issued = vigil_admin::issue_key(
-        store,
-        &tenant,
-        "operator",
+    let issued = bootstrap_key(
+        &keys,
+        &audit,
+        &TenantId::parse(tenant)?,
+        spec,
         "local-setup",
-        (name.to_owned(), scopes.to_vec(), expires_at),
         now,
     )
     .await?;

@@ -1,146 +1,216 @@
-//! `vigil-local`: creates template.yaml's resources in the emulator and serves the
-//! API with the real handlers until Ctrl-C. Started by `infra/run`.
+//! `vigil-local`: the local stack (started by `infra/run`), and a client of it.
+//!
+//! - `vigil-local serve`: binds the API port first (a busy port fails at once,
+//!   named, before anything is created or written), creates template.yaml's
+//!   resources in the emulator, hosts the functions, writes the state file, and
+//!   serves until SIGINT, SIGTERM or SIGHUP. `--schedules` fires `rate(...)` schedules.
+//! - `vigil-local invoke <Function> [--event FILE]`: runs one function of the
+//!   running stack with an event (a scheduled job, say) and prints its output.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use vigil_local::{provision_from, start, LocalApi};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use vigil_local::{bind, provision_from, serve, LocalApi, Registry};
+use vigil_shared::stack_state::StackState;
 
-struct Args {
-    emulator: String,
-    listen: SocketAddr,
-    stack: String,
-    template: PathBuf,
-    state_file: PathBuf,
+#[derive(Debug, Parser)]
+#[command(
+    name = "vigil-local",
+    about = "vigil's local stack: emulator resources, functions, routes, schedules"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-const USAGE: &str = "usage: vigil-local [--emulator URL] [--listen ADDR] [--stack NAME] [--template PATH] [--state-file PATH]";
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        emulator: "http://127.0.0.1:4566".into(),
-        listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
-        stack: "vigil-local".into(),
-        template: PathBuf::from("template.yaml"),
-        state_file: PathBuf::from(".local/stack.json"),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--emulator" => args.emulator = value()?,
-            "--listen" => {
-                args.listen = value()?
-                    .parse()
-                    .map_err(|_| format!("--listen: expected HOST:PORT\n{USAGE}"))?
-            }
-            "--stack" => args.stack = value()?,
-            "--template" => args.template = PathBuf::from(value()?),
-            "--state-file" => args.state_file = PathBuf::from(value()?),
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
-    }
-    Ok(args)
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Creates the stack in the emulator and serves it until stopped.
+    Serve {
+        #[arg(long, default_value = "http://127.0.0.1:4566")]
+        emulator: String,
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "vigil-local")]
+        stack: String,
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
+        /// Written once the stack is up; removed when it stops.
+        #[arg(long, default_value = ".local/stack.json")]
+        state_file: PathBuf,
+        /// Fire the template's rate(...) schedules on a timer.
+        #[arg(long)]
+        schedules: bool,
+    },
+    /// Invokes a function of the running stack with an event and prints its output.
+    Invoke {
+        /// The function's logical id in template.yaml, e.g. IngestFunction.
+        function: String,
+        /// A JSON file holding the event ("-" for standard input; default {}).
+        #[arg(long)]
+        event: Option<PathBuf>,
+        #[arg(long, default_value = ".local/stack.json")]
+        state_file: PathBuf,
+    },
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    vigil_shared::telemetry::init_logging();
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return std::process::ExitCode::from(2);
-        }
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Serve {
+            emulator,
+            listen,
+            stack,
+            template,
+            state_file,
+            schedules,
+        } => run_stack(emulator, listen, stack, template, state_file, schedules).await,
+        Command::Invoke {
+            function,
+            event,
+            state_file,
+        } => invoke(&function, event, &state_file).await,
     };
-    match run(args).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    match outcome {
+        Ok(code) => code,
         Err(message) => {
             eprintln!("vigil-local: {message}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let stack = provision_from(&args.template, &args.emulator, &args.stack).await?;
-    let api = LocalApi::build(&stack, &args.emulator).await?;
-    let routes: Vec<String> = api
-        .routes()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
-    let server = start(api, args.listen).await?;
-    let store = vigil_local::access_store(&stack, &args.emulator).await;
-    let demo_key = vigil_local::issue_local_key(
-        &store,
-        "demo",
-        &vigil_shared::domain::access::Scope::ALL,
-        "local demo",
-        None,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
 
-    let mut resources: Vec<(String, String)> = stack
-        .resources
-        .iter()
-        .map(|(id, physical)| (id.clone(), physical.reference.clone()))
-        .collect();
-    resources.sort();
-    if let Some(dir) = args.state_file.parent() {
+async fn run_stack(
+    emulator: String,
+    listen: SocketAddr,
+    stack_name: String,
+    template: PathBuf,
+    state_file: PathBuf,
+    run_schedules: bool,
+) -> Outcome {
+    // First: a busy port must fail before anything is created or written.
+    let listener = bind(listen).await?;
+    let metrics = state_file.with_file_name("metrics.jsonl");
+    if let Some(dir) = metrics.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let state = serde_json::json!({
-        "api_url": format!("http://{}", server.addr),
-        "emulator": args.emulator,
-        "region": stack.region,
-        "stack": stack.stack_name,
-        "resources": resources.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-        "routes": routes,
-    });
-    std::fs::write(&args.state_file, serde_json::to_string_pretty(&state)?)?;
+    vigil_shared::telemetry::init_local_logging(&metrics)?;
+    let stack = provision_from(&template, &emulator, &stack_name).await?;
+    let api = LocalApi::build(&stack, &emulator, &Registry::standard()).await?;
+    let server = serve(api, listener)?;
+    let timers = if run_schedules {
+        vigil_local::schedule::start(server.api.clone(), 1)
+    } else {
+        Vec::new()
+    };
+    let config = stack.config(&emulator);
+    let demo = vigil_shared::app::keys::KeySpec {
+        name: "local demo".into(),
+        scopes: vigil_shared::domain::access::Scope::ALL.to_vec(),
+        expires_at: None,
+    };
+    let demo_key = vigil_local::issue_key(&config, "demo", demo)
+        .await
+        .map_err(|e| e.to_string())?;
+    let state = StackState {
+        api_url: format!("http://{}", server.addr),
+        emulator: emulator.clone(),
+        region: stack.region.clone(),
+        stack: stack.stack_name.clone(),
+        resources: stack
+            .resources
+            .iter()
+            .map(|(id, physical)| (id.clone(), physical.reference.clone()))
+            .collect(),
+        routes: server
+            .api
+            .routes()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect(),
+        functions: server.api.function_names().map(str::to_owned).collect(),
+        schedules: server
+            .api
+            .schedules
+            .iter()
+            .map(|s| format!("{}: {}", s.function, s.schedule.expression))
+            .collect(),
+    };
+    state.write(&state_file)?;
+    print_banner(&state, &state_file, &demo_key, run_schedules);
 
+    stopped().await?;
+    println!("\nstopping");
+    for timer in timers {
+        timer.abort();
+    }
+    server.shutdown().await;
+    // The emulator's state is gone with it: a stale file would mislead `--local`.
+    let _ = std::fs::remove_file(&state_file);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for SIGINT (Ctrl-C), SIGTERM or SIGHUP.
+async fn stopped() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = terminate.recv() => Ok(()),
+        _ = hangup.recv() => Ok(()),
+    }
+}
+
+fn print_banner(state: &StackState, state_file: &std::path::Path, demo_key: &str, schedules: bool) {
+    let api = &state.api_url;
     println!("\nvigil local stack is up");
-    println!("  API:       http://{}", server.addr);
-    println!("  emulator:  {} (region {})", args.emulator, stack.region);
-    for route in &routes {
+    println!("  API:       {api}");
+    println!(
+        "  emulator:  {} (region {}; its state lives in memory and ends with it)",
+        state.emulator, state.region
+    );
+    for route in &state.routes {
         println!("  route:     {route}");
     }
-    for (id, name) in &resources {
+    for function in &state.functions {
+        println!("  function:  {function}");
+    }
+    for schedule in &state.schedules {
+        let how = if schedules {
+            "fired on a timer"
+        } else {
+            "not fired (start with --schedules, or invoke by hand)"
+        };
+        println!("  schedule:  {schedule} ({how})");
+    }
+    for (id, name) in &state.resources {
         if id.ends_with("Table") || id.ends_with("Bucket") {
             println!("  {id:<16} {name}");
         }
     }
-    println!("  state:     {}", args.state_file.display());
+    println!("  state:     {}", state_file.display());
+    println!(
+        "  metrics:   {} (EMF lines, kept apart from the log)",
+        state_file.with_file_name("metrics.jsonl").display()
+    );
     println!(
         "\nDemo tenant \"demo\", key with every scope (local only, shown once):\n  {demo_key}"
     );
-    println!(
-        "More keys: cargo run -q -p vigil-ops -- --local key issue --tenant demo --scopes ingest"
-    );
+    println!("More keys: target/debug/vigil-ops --local key issue --tenant demo --scopes ingest");
     println!("\nTry it:\n");
-    println!("  curl -s -X POST http://{}/v1/events \\", server.addr);
+    println!("  curl -s -X POST {api}/v1/events \\");
     println!("    -H 'content-type: application/json' -H 'authorization: Bearer {demo_key}' \\");
     println!("    -d '{{\"events\": [{{\"id\": \"e-1\", \"time\": \"{}\", \"source\": \"api_call\", \"account\": \"acme\", \"user\": \"u-42\", \"data\": {{\"endpoint\": \"/v1/pay\", \"method\": \"POST\", \"status\": 201, \"latency_ms\": 83, \"units\": 1}}}}]}}'",
         sample_time());
-    println!(
-        "\n  curl -s http://{}/v1/accounts/acme/usage -H 'authorization: Bearer {demo_key}'",
-        server.addr
-    );
-    println!(
-        "  curl -s http://{}/v1/audit/verify -H 'authorization: Bearer {demo_key}'",
-        server.addr
-    );
+    println!("\n  curl -s {api}/v1/accounts/acme/usage -H 'authorization: Bearer {demo_key}'");
+    println!("  curl -s {api}/v1/audit/verify -H 'authorization: Bearer {demo_key}'");
     println!("\nCtrl-C stops the server and the emulator.");
-
-    tokio::signal::ctrl_c().await?;
-    println!("\nstopping");
-    server.shutdown().await;
-    Ok(())
 }
 
 /// An hour ago, on the hour: inside the accepted time window whenever the stack starts.
@@ -153,4 +223,29 @@ fn sample_time() -> String {
         t.day(),
         t.hour()
     )
+}
+
+async fn invoke(function: &str, event: Option<PathBuf>, state_file: &std::path::Path) -> Outcome {
+    let state = StackState::read(state_file)?;
+    let event: Value = match event {
+        None => Value::Object(Default::default()),
+        Some(path) => {
+            let text = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            };
+            serde_json::from_str(&text).map_err(|e| format!("the event is not JSON: {e}"))?
+        }
+    };
+    let (status, failed, output) =
+        vigil_local::server::invoke_remote(&state.api_url, function, &event).await?;
+    println!("{output}");
+    Ok(if status == 200 && !failed {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("vigil-local: {function} failed (HTTP {status})");
+        ExitCode::FAILURE
+    })
 }

@@ -60,6 +60,22 @@ pub struct LocalAuthorizer {
     pub cache_seconds: u64,
 }
 
+/// A `Schedule` (EventBridge rule) or `ScheduleV2` (EventBridge Scheduler) event
+/// of a function. The emulator never fires schedules: the local stack does, on
+/// request (`vigil-local --schedules`), or `vigil-local invoke` runs one by hand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalSchedule {
+    /// The event's name under the function's `Events`.
+    pub name: String,
+    /// `Schedule` or `ScheduleV2`.
+    pub kind: String,
+    /// `rate(5 minutes)` or `cron(...)`.
+    pub expression: String,
+    /// What the function receives: the event's `Input`, else what AWS sends.
+    pub input: Option<Value>,
+    pub enabled: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalFunction {
     pub logical_id: String,
@@ -68,6 +84,7 @@ pub struct LocalFunction {
     /// `Environment.Variables` with local names substituted.
     pub environment: HashMap<String, String>,
     pub routes: Vec<Route>,
+    pub schedules: Vec<LocalSchedule>,
 }
 
 #[derive(Debug, Clone)]
@@ -195,12 +212,14 @@ pub async fn provision(
                 }
                 "AWS::S3::BucketPolicy" => {
                     check_known(id, &props, &["Bucket", "PolicyDocument"])?;
-                    s3.put_bucket_policy()
-                        .bucket(text(&props, &["Bucket"]).unwrap_or_default())
-                        .policy(props["PolicyDocument"].to_string())
-                        .send()
-                        .await
-                        .map_err(|e| aws_error(id, e))?;
+                    if let Some(policy) = local_bucket_policy(&props["PolicyDocument"]) {
+                        s3.put_bucket_policy()
+                            .bucket(text(&props, &["Bucket"]).unwrap_or_default())
+                            .policy(policy.to_string())
+                            .send()
+                            .await
+                            .map_err(|e| aws_error(id, e))?;
+                    }
                     Physical {
                         reference: id.to_owned(),
                         ..Physical::default()
@@ -217,7 +236,7 @@ pub async fn provision(
                             property: "Metadata.BuildProperties.Binary (missing)".into(),
                         })?
                         .to_owned();
-                    functions.push(local_function(id, binary, &props));
+                    functions.push(local_function(id, binary, &props)?);
                     Physical {
                         reference: format!("{stack_name}-{id}"),
                         ..Physical::default()
@@ -310,7 +329,40 @@ fn http_api_authorizer(
     }))
 }
 
-fn local_function(id: &str, binary: String, props: &Value) -> LocalFunction {
+/// The statements of a bucket policy the emulator can evaluate. moto 5.2.5 counts
+/// a condition it does not understand as a deny, so a TLS-only statement
+/// (`aws:SecureTransport`) would deny every request, over HTTP and HTTPS alike.
+/// That one statement is left out locally (the template keeps it, and a test
+/// checks it there); None when nothing is left.
+pub fn local_bucket_policy(document: &Value) -> Option<Value> {
+    let mut document = document.clone();
+    let statements = document.get_mut("Statement")?.as_array_mut()?;
+    statements.retain(|statement| {
+        let secure_transport_only = statement
+            .get("Condition")
+            .map(|condition| condition.to_string().contains("aws:SecureTransport"))
+            .unwrap_or(false);
+        if secure_transport_only {
+            let sid = statement.get("Sid").and_then(|sid| sid.as_str());
+            tracing::info!(
+                statement = sid.unwrap_or_default(),
+                "bucket policy statement left out locally: the emulator cannot evaluate aws:SecureTransport"
+            );
+        }
+        !secure_transport_only
+    });
+    (!statements.is_empty()).then_some(document)
+}
+
+/// The event types of a function the local stack knows; any other is an error,
+/// so that a new kind of trigger cannot be silently ignored.
+const EVENT_TYPES: [&str; 3] = ["HttpApi", "Schedule", "ScheduleV2"];
+
+fn local_function(
+    id: &str,
+    binary: String,
+    props: &Value,
+) -> Result<LocalFunction, ProvisionError> {
     let environment = props
         .pointer("/Environment/Variables")
         .and_then(Value::as_object)
@@ -327,29 +379,66 @@ fn local_function(id: &str, binary: String, props: &Value) -> LocalFunction {
                 .collect()
         })
         .unwrap_or_default();
-    let routes = props
+    let unsupported = |property: String| ProvisionError::Unsupported {
+        resource: id.to_owned(),
+        property,
+    };
+    let mut routes = Vec::new();
+    let mut schedules = Vec::new();
+    for (name, event) in props
         .get("Events")
         .and_then(Value::as_object)
-        .map(|events| {
-            events
-                .values()
-                .filter(|e| text(e, &["Type"]) == Some("HttpApi"))
-                .filter_map(|e| {
-                    Some(Route {
-                        method: text(e, &["Properties", "Method"])?.to_uppercase(),
-                        path: text(e, &["Properties", "Path"])?.to_owned(),
-                        authorized: text(e, &["Properties", "Auth", "Authorizer"]) != Some("NONE"),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    LocalFunction {
+        .into_iter()
+        .flatten()
+    {
+        let kind = text(event, &["Type"]).unwrap_or_default();
+        if !EVENT_TYPES.contains(&kind) {
+            return Err(unsupported(format!("Events.{name}.Type {kind}")));
+        }
+        let field = |path: &[&str]| {
+            text(event, path)
+                .ok_or_else(|| unsupported(format!("Events.{name}.{} (missing)", path.join("."))))
+        };
+        if kind == "HttpApi" {
+            routes.push(Route {
+                method: field(&["Properties", "Method"])?.to_uppercase(),
+                path: field(&["Properties", "Path"])?.to_owned(),
+                authorized: text(event, &["Properties", "Auth", "Authorizer"]) != Some("NONE"),
+            });
+            continue;
+        }
+        let expression = field(&["Properties", "Schedule"])
+            .or_else(|_| field(&["Properties", "ScheduleExpression"]))?
+            .to_owned();
+        let input =
+            match event.pointer("/Properties/Input") {
+                None => None,
+                Some(Value::String(text)) => Some(serde_json::from_str(text).map_err(|_| {
+                    unsupported(format!("Events.{name}.Properties.Input (not JSON)"))
+                })?),
+                Some(other) => Some(other.clone()),
+            };
+        let enabled = match event.pointer("/Properties/State").and_then(Value::as_str) {
+            Some(state) => state == "ENABLED",
+            None => event
+                .pointer("/Properties/Enabled")
+                .is_none_or(|v| truthy(Some(v))),
+        };
+        schedules.push(LocalSchedule {
+            name: name.clone(),
+            kind: kind.to_owned(),
+            expression,
+            input,
+            enabled,
+        });
+    }
+    Ok(LocalFunction {
         logical_id: id.to_owned(),
         binary,
         environment,
         routes,
-    }
+        schedules,
+    })
 }
 
 async fn create_key(

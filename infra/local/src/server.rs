@@ -1,14 +1,17 @@
 //! The local HTTP API: the template's routes, each served by the real handler of
-//! its function, with API Gateway HTTP API (payload format 2.0) events.
+//! its function with API Gateway HTTP API (payload 2.0) events, behind the
+//! emulated authorizer. It also takes Lambda's Invoke call
+//! (`POST /2015-03-31/functions/{Function}/invocations`, local only) so any
+//! function, scheduled jobs included, can be run with a given event, and it can
+//! fire the template's `rate(...)` schedules on a timer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use aws_lambda_events::apigw::{
-    ApiGatewayV2CustomAuthorizerV2Request, ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
-};
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::encodings::Body as LambdaBody;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -17,163 +20,192 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde_json::json;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Value};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use vigil_authorizer::AuthorizerResponse;
-use vigil_shared::adapters::dynamo::DynamoStore;
 use vigil_shared::config::Config;
 
-use crate::provision::{LocalAuthorizer, LocalFunction, Provisioned, Route};
+use crate::functions::{Invoke, InvokeError, Registry};
+use crate::provision::{LocalAuthorizer, LocalFunction, LocalSchedule, Provisioned, Route};
 
 /// API Gateway's payload limit: larger requests never reach a function.
 pub const API_GATEWAY_MAX_PAYLOAD: usize = 10 * 1024 * 1024;
+/// Lambda's synchronous invocation payload limit.
+pub const LAMBDA_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
+/// The path prefix of Lambda's Invoke API.
+const INVOKE_PREFIX: &str = "/2015-03-31/functions/";
 
 #[derive(Debug, Error)]
 pub enum ServeError {
     #[error("function {function}: {detail}")]
     Init { function: String, detail: String },
-    #[error("function {function}: no local handler for binary {binary}")]
+    #[error("function {function}: no local handler for binary {binary} (register it in infra/local/src/functions.rs)")]
     UnknownBinary { function: String, binary: String },
-    #[error("cannot listen: {0}")]
-    Io(#[from] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
-/// A function's handler with its dependencies, built once like a cold start.
-pub enum Handler {
-    Ingest(vigil_ingest::Deps<DynamoStore>),
-    Admin(vigil_admin::Deps<DynamoStore>),
-    Dashboard(vigil_dashboard::Deps<DynamoStore>),
-    Authorizer(vigil_authorizer::Deps<DynamoStore>),
-}
-
-fn init_error(function: &LocalFunction, error: impl std::fmt::Display) -> ServeError {
-    ServeError::Init {
-        function: function.logical_id.clone(),
-        detail: error.to_string(),
-    }
-}
-
-impl Handler {
-    /// Builds the handler from the function's template environment; `endpoint` is
-    /// where its SDK clients send requests (the emulator, or a proxy in front of it).
-    pub async fn build(
-        function: &LocalFunction,
-        endpoint: &str,
-        region: &str,
-    ) -> Result<Self, ServeError> {
-        let mut env = function.environment.clone();
-        env.insert("AWS_ENDPOINT_URL".into(), endpoint.to_owned());
-        env.insert("AWS_REGION".into(), region.to_owned());
-        let config = Config::from_lookup(|name| env.get(name).cloned());
-        let init = |e: &dyn std::fmt::Display| init_error(function, e);
-        match function.binary.as_str() {
-            "vigil-ingest" => vigil_ingest::Deps::connect(&config)
-                .await
-                .map(Handler::Ingest)
-                .map_err(|e| init(&e)),
-            "vigil-admin" => vigil_admin::Deps::connect(&config)
-                .await
-                .map(Handler::Admin)
-                .map_err(|e| init(&e)),
-            "vigil-dashboard" => vigil_dashboard::Deps::connect(&config)
-                .await
-                .map(Handler::Dashboard)
-                .map_err(|e| init(&e)),
-            "vigil-authorizer" => vigil_authorizer::Deps::connect(&config)
-                .await
-                .map(Handler::Authorizer)
-                .map_err(|e| init(&e)),
-            other => Err(ServeError::UnknownBinary {
-                function: function.logical_id.clone(),
-                binary: other.to_owned(),
-            }),
-        }
-    }
-
-    async fn call(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-        match self {
-            Handler::Ingest(deps) => vigil_ingest::handle(request, deps).await,
-            Handler::Admin(deps) => vigil_admin::handle(request, deps).await,
-            Handler::Dashboard(deps) => vigil_dashboard::handle(request, deps).await,
-            Handler::Authorizer(_) => plain_response(404, "Not Found"),
-        }
-    }
-
-    /// Runs the authorizer; Err when the function fails (API Gateway answers 500).
-    async fn authorize(
-        &self,
-        request: &ApiGatewayV2CustomAuthorizerV2Request,
-    ) -> Result<AuthorizerResponse, ()> {
-        match self {
-            Handler::Authorizer(deps) => {
-                vigil_authorizer::authorize(request, deps)
-                    .await
-                    .map_err(|error| {
-                        tracing::warn!(error = %error, "authorizer failed");
-                    })
-            }
-            _ => Err(()),
-        }
+/// Builds a function from its template environment; `endpoint` is where its SDK
+/// clients send requests (the emulator, or a proxy in front of it).
+async fn build_function(
+    function: &LocalFunction,
+    registry: &Registry,
+    endpoint: &str,
+    region: &str,
+) -> Result<Arc<dyn Invoke>, ServeError> {
+    let mut env = function.environment.clone();
+    env.insert("AWS_ENDPOINT_URL".into(), endpoint.to_owned());
+    env.insert("AWS_REGION".into(), region.to_owned());
+    let config = Config::from_lookup(|name| env.get(name).cloned());
+    match registry.build(&function.binary, config).await {
+        Some(Ok(built)) => Ok(built),
+        Some(Err(detail)) => Err(ServeError::Init {
+            function: function.logical_id.clone(),
+            detail,
+        }),
+        None => Err(ServeError::UnknownBinary {
+            function: function.logical_id.clone(),
+            binary: function.binary.clone(),
+        }),
     }
 }
 
 /// The emulated authorizer: its function, identity headers and decision cache.
 struct Gate {
-    handler: Arc<Handler>,
+    function: Arc<dyn Invoke>,
     config: LocalAuthorizer,
     /// Identity -> (when decided, context if allowed), like API Gateway's cache.
-    cache: Mutex<HashMap<String, (Instant, Option<serde_json::Value>)>>,
+    cache: Mutex<HashMap<String, (Instant, Option<Value>)>>,
 }
 
-/// Routes and their handlers, behind the authorizer.
+/// A schedule and the function it invokes.
+#[derive(Debug, Clone)]
+pub struct ScheduleEntry {
+    pub function: String,
+    pub schedule: LocalSchedule,
+}
+
+/// Routes, functions and schedules of one stack, behind the authorizer.
 pub struct LocalApi {
-    routes: Vec<(Route, Arc<Handler>)>,
+    /// Most specific first, as API Gateway matches them.
+    routes: Vec<(Route, Arc<dyn Invoke>)>,
+    functions: BTreeMap<String, Arc<dyn Invoke>>,
+    pub schedules: Vec<ScheduleEntry>,
     gate: Option<Gate>,
+    region: String,
 }
 
 impl LocalApi {
-    pub async fn build(stack: &Provisioned, endpoint: &str) -> Result<Self, ServeError> {
+    /// Builds every function of the stack (a cold start each) from `registry`.
+    pub async fn build(
+        stack: &Provisioned,
+        endpoint: &str,
+        registry: &Registry,
+    ) -> Result<Self, ServeError> {
         let mut routes = Vec::new();
+        let mut functions = BTreeMap::new();
+        let mut schedules = Vec::new();
         let mut gate = None;
         for function in &stack.functions {
-            let handler = Arc::new(Handler::build(function, endpoint, &stack.region).await?);
+            let built = build_function(function, registry, endpoint, &stack.region).await?;
             if let Some(config) = stack
                 .authorizer
                 .as_ref()
                 .filter(|a| a.function_logical_id == function.logical_id)
             {
                 gate = Some(Gate {
-                    handler: handler.clone(),
+                    function: built.clone(),
                     config: config.clone(),
                     cache: Mutex::new(HashMap::new()),
                 });
             }
             for route in &function.routes {
-                routes.push((route.clone(), handler.clone()));
+                routes.push((route.clone(), built.clone()));
             }
+            for schedule in &function.schedules {
+                schedules.push(ScheduleEntry {
+                    function: function.logical_id.clone(),
+                    schedule: schedule.clone(),
+                });
+            }
+            functions.insert(function.logical_id.clone(), built);
         }
-        Ok(Self { routes, gate })
+        routes.sort_by_key(|(route, _)| specificity(route));
+        Ok(Self {
+            routes,
+            functions,
+            schedules,
+            gate,
+            region: stack.region.clone(),
+        })
     }
 
+    /// Routes in the order they are matched.
     pub fn routes(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter().map(|(route, _)| route)
+    }
+
+    pub fn function_names(&self) -> impl Iterator<Item = &str> {
+        self.functions.keys().map(String::as_str)
+    }
+
+    /// Invokes a function by its logical id, as Lambda's Invoke does.
+    pub async fn invoke(&self, function: &str, event: Value) -> Result<Value, InvokeError> {
+        let handler = self
+            .functions
+            .get(function)
+            .ok_or_else(|| InvokeError::NoSuchFunction(function.to_owned()))?;
+        handler.invoke(event).await
+    }
+
+    /// What a schedule sends its function at `now`.
+    pub fn scheduled_event(&self, entry: &ScheduleEntry, now: time::OffsetDateTime) -> Value {
+        if let Some(input) = &entry.schedule.input {
+            return input.clone();
+        }
+        if entry.schedule.kind == "ScheduleV2" {
+            return json!({});
+        }
+        let time = now
+            .replace_nanosecond(0)
+            .unwrap_or(now)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        json!({
+            "version": "0",
+            "id": format!("{:032x}", rand::random::<u128>()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": crate::provision::LOCAL_ACCOUNT_ID,
+            "time": time,
+            "region": self.region,
+            "resources": [format!(
+                "arn:aws:events:{}:{}:rule/{}-{}",
+                self.region,
+                crate::provision::LOCAL_ACCOUNT_ID,
+                entry.function,
+                entry.schedule.name
+            )],
+            "detail": {},
+        })
     }
 
     fn find(
         &self,
         method: &str,
         path: &str,
-    ) -> Option<(&Route, &Handler, HashMap<String, String>)> {
-        self.routes.iter().find_map(|(route, handler)| {
+    ) -> Option<(&Route, &dyn Invoke, HashMap<String, String>)> {
+        self.routes.iter().find_map(|(route, function)| {
             if route.method != method && route.method != "ANY" {
                 return None;
             }
-            match_path(&route.path, path).map(|params| (route, handler.as_ref(), params))
+            match_path(&route.path, path).map(|params| (route, function.as_ref(), params))
         })
     }
 
@@ -182,9 +214,21 @@ impl LocalApi {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Full<Bytes>> {
+        if let Some(function) = request
+            .uri()
+            .path()
+            .strip_prefix(INVOKE_PREFIX)
+            .and_then(|rest| rest.strip_suffix("/invocations"))
+            .map(str::to_owned)
+        {
+            return self.lambda_invoke(request, &function).await;
+        }
         let method = request.method().as_str().to_owned();
-        let path = request.uri().path().to_owned();
-        let Some((route, handler, params)) = self.find(&method, &path) else {
+        // API Gateway decodes the path (`%2F` included) before it matches routes.
+        let path = percent_decode_str(request.uri().path())
+            .decode_utf8_lossy()
+            .into_owned();
+        let Some((route, function, params)) = self.find(&method, &path) else {
             return plain(StatusCode::NOT_FOUND, json!({"message": "Not Found"}));
         };
         let (parts, body) = request.into_parts();
@@ -208,20 +252,111 @@ impl LocalApi {
                 }
             }
         }
-        let event: ApiGatewayV2httpRequest = match serde_json::from_value(event) {
-            Ok(event) => event,
-            Err(_) => return plain(StatusCode::BAD_REQUEST, json!({"message": "Bad Request"})),
-        };
-        into_http(handler.call(&event).await)
+        match function.invoke(event).await {
+            Ok(output) => match serde_json::from_value::<ApiGatewayV2httpResponse>(output) {
+                Ok(response) => into_http(response),
+                Err(_) => internal_error(),
+            },
+            Err(error) => {
+                tracing::warn!(route = %route.path, error = %error, "function failed");
+                internal_error()
+            }
+        }
     }
+
+    /// Lambda's Invoke API: 200 with the output, or 200 with
+    /// `X-Amz-Function-Error: Unhandled` and the error, as Lambda answers.
+    async fn lambda_invoke(
+        &self,
+        request: Request<Incoming>,
+        function: &str,
+    ) -> Response<Full<Bytes>> {
+        if request.method() != hyper::Method::POST {
+            return plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"message": "use POST"}),
+            );
+        }
+        let body = match Limited::new(request.into_body(), LAMBDA_MAX_PAYLOAD)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({"Type": "User", "message": "RequestTooLargeException"}),
+                )
+            }
+        };
+        let event: Value = if body.is_empty() {
+            json!({})
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(event) => event,
+                Err(_) => {
+                    return plain(
+                        StatusCode::BAD_REQUEST,
+                        json!({"Type": "User", "message": "InvalidRequestContentException: the event is not JSON"}),
+                    )
+                }
+            }
+        };
+        let started = Instant::now();
+        let outcome = self.invoke(function, event).await;
+        tracing::info!(
+            function,
+            ok = outcome.is_ok(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "invoked"
+        );
+        match outcome {
+            Ok(output) => plain(StatusCode::OK, output),
+            Err(InvokeError::NoSuchFunction(_)) => plain(
+                StatusCode::NOT_FOUND,
+                json!({"Type": "User", "message": format!("ResourceNotFoundException: no function {function}")}),
+            ),
+            Err(error) => {
+                let mut response = plain(
+                    StatusCode::OK,
+                    json!({"errorType": "Unhandled", "errorMessage": error.to_string()}),
+                );
+                response.headers_mut().insert(
+                    "x-amz-function-error",
+                    http::HeaderValue::from_static("Unhandled"),
+                );
+                response
+            }
+        }
+    }
+}
+
+/// API Gateway's order: per segment, a literal beats `{param}` beats `{greedy+}`;
+/// then a route's own method beats `ANY`.
+fn specificity(route: &Route) -> (Vec<u8>, bool) {
+    let ranks = route
+        .path
+        .trim_matches('/')
+        .split('/')
+        .map(|segment| match segment {
+            s if s.starts_with('{') && s.ends_with("+}") => 2,
+            s if s.starts_with('{') => 1,
+            _ => 0,
+        })
+        .collect();
+    (ranks, route.method == "ANY")
+}
+
+fn internal_error() -> Response<Full<Bytes>> {
+    plain(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        json!({"message": "Internal Server Error"}),
+    )
 }
 
 impl Gate {
     /// API Gateway's steps: 401 without identity, else the (cached) decision: 403 or the context.
-    async fn check(
-        &self,
-        event: &serde_json::Value,
-    ) -> Result<serde_json::Value, Response<Full<Bytes>>> {
+    async fn check(&self, event: &Value) -> Result<Value, Response<Full<Bytes>>> {
         let identity: Vec<String> = self
             .config
             .identity_headers
@@ -262,21 +397,15 @@ impl Gate {
                         .unwrap_or_default()
                         .replace(' ', "")
                 ));
-                let Ok(request) =
-                    serde_json::from_value::<ApiGatewayV2CustomAuthorizerV2Request>(request)
-                else {
-                    return Err(plain(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        json!({"message": "Internal Server Error"}),
-                    ));
+                let decision = match self.function.invoke(request).await {
+                    Ok(decision) => decision,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "authorizer failed");
+                        return Err(internal_error());
+                    }
                 };
-                let Ok(decision) = self.handler.authorize(&request).await else {
-                    return Err(plain(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        json!({"message": "Internal Server Error"}),
-                    ));
-                };
-                let context = decision.is_authorized.then_some(decision.context);
+                let context =
+                    (decision["isAuthorized"] == json!(true)).then(|| decision["context"].clone());
                 if ttl > Duration::ZERO {
                     self.cache
                         .lock()
@@ -290,28 +419,32 @@ impl Gate {
     }
 }
 
-fn plain_response(status: u16, message: &str) -> ApiGatewayV2httpResponse {
-    vigil_shared::api::json_response(status, &json!({ "message": message }))
-}
-
+/// Matches a decoded path against a route template; the parameters are decoded.
 fn match_path(template: &str, path: &str) -> Option<HashMap<String, String>> {
     let wanted: Vec<&str> = template.trim_matches('/').split('/').collect();
     let actual: Vec<&str> = path.trim_matches('/').split('/').collect();
-    if wanted.len() != actual.len() {
-        return None;
-    }
     let mut params = HashMap::new();
-    for (w, a) in wanted.iter().zip(&actual) {
+    for (i, w) in wanted.iter().enumerate() {
+        if let Some(name) = w.strip_prefix('{').and_then(|w| w.strip_suffix("+}")) {
+            // Greedy: the rest of the path, at least one segment.
+            let rest = actual.get(i..).filter(|rest| !rest.is_empty())?;
+            params.insert(name.to_owned(), rest.join("/"));
+            return Some(params);
+        }
+        let a = actual.get(i)?;
         if let Some(name) = w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+            if a.is_empty() {
+                return None;
+            }
             params.insert(name.to_owned(), (*a).to_owned());
         } else if w != a {
             return None;
         }
     }
-    Some(params)
+    (wanted.len() == actual.len()).then_some(params)
 }
 
-fn plain(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+fn plain(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -334,6 +467,10 @@ fn is_text(content_type: &str) -> bool {
         || mime == "application/x-www-form-urlencoded"
 }
 
+fn decoded(text: &str) -> String {
+    percent_decode_str(text).decode_utf8_lossy().into_owned()
+}
+
 /// The event API Gateway would send, as JSON, so it goes through the same deserialiser.
 fn api_gateway_event(
     parts: &http::request::Parts,
@@ -341,7 +478,7 @@ fn api_gateway_event(
     route: &Route,
     params: HashMap<String, String>,
     peer: SocketAddr,
-) -> serde_json::Value {
+) -> Value {
     use base64::Engine;
     let mut headers: HashMap<String, String> = HashMap::new();
     for (name, value) in &parts.headers {
@@ -363,9 +500,10 @@ fn api_gateway_event(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let request_id = format!("{:032x}", rand::random::<u128>());
+    let route_key = format!("{} {}", route.method, route.path);
     let mut event = json!({
         "version": "2.0",
-        "routeKey": format!("{} {}", route.method, route.path),
+        "routeKey": route_key,
         "rawPath": parts.uri.path(),
         "rawQueryString": parts.uri.query().unwrap_or_default(),
         "headers": headers,
@@ -382,7 +520,7 @@ fn api_gateway_event(
                 "userAgent": headers.get("user-agent").cloned().unwrap_or_default(),
             },
             "requestId": request_id,
-            "routeKey": format!("{} {}", route.method, route.path),
+            "routeKey": route_key,
             "stage": "$default",
             "time": "",
             "timeEpoch": i64::try_from(now.as_millis()).unwrap_or(0),
@@ -395,11 +533,20 @@ fn api_gateway_event(
     if !params.is_empty() {
         event["pathParameters"] = json!(params);
     }
-    if let Some(query) = parts.uri.query() {
-        let pairs: HashMap<&str, &str> = query
-            .split('&')
-            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-            .collect();
+    if let Some(query) = parts.uri.query().filter(|q| !q.is_empty()) {
+        // Decoded, repeated names joined with commas, as API Gateway does.
+        let mut pairs: BTreeMap<String, String> = BTreeMap::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = decoded(value);
+            pairs
+                .entry(decoded(name))
+                .and_modify(|existing| {
+                    existing.push(',');
+                    existing.push_str(&value);
+                })
+                .or_insert(value);
+        }
         event["queryStringParameters"] = json!(pairs);
     }
     event
@@ -429,6 +576,7 @@ fn into_http(response: ApiGatewayV2httpResponse) -> Response<Full<Bytes>> {
 /// A server running in the background until dropped or shut down.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    pub api: Arc<LocalApi>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -452,17 +600,28 @@ impl Drop for RunningServer {
     }
 }
 
-pub async fn start(api: LocalApi, listen: SocketAddr) -> Result<RunningServer, ServeError> {
-    let listener = TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
+/// Binds `addr` (the error names it), without serving yet.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })
+}
+
+/// Serves `api` on a bound listener until shut down.
+pub fn serve(api: LocalApi, listener: TcpListener) -> Result<RunningServer, ServeError> {
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        source,
+    })?;
     let api = Arc::new(api);
+    let shared = api.clone();
     let (tx, mut rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((stream, peer)) = accepted else { continue };
-                    let api = api.clone();
+                    let api = shared.clone();
                     tokio::spawn(async move {
                         let service = service_fn(move |request| {
                             let api = api.clone();
@@ -477,14 +636,48 @@ pub async fn start(api: LocalApi, listen: SocketAddr) -> Result<RunningServer, S
     });
     Ok(RunningServer {
         addr,
+        api,
         shutdown: Some(tx),
         task: Some(task),
     })
 }
 
+/// Binds `addr` and serves `api` on it.
+pub async fn start(api: LocalApi, addr: SocketAddr) -> Result<RunningServer, ServeError> {
+    serve(api, bind(addr).await?)
+}
+
+/// Calls the Invoke API of a running local stack at `api_url`: (HTTP status,
+/// whether the function failed, its output as text).
+pub async fn invoke_remote(
+    api_url: &str,
+    function: &str,
+    event: &Value,
+) -> Result<(u16, bool, String), Box<dyn std::error::Error>> {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::post(format!("{api_url}{INVOKE_PREFIX}{function}/invocations"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(event.to_string())))?;
+    let response = client.request(request).await?;
+    let status = response.status().as_u16();
+    let failed = response.headers().contains_key("x-amz-function-error");
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, failed, String::from_utf8_lossy(&body).into_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn route(method: &str, path: &str) -> Route {
+        Route {
+            method: method.into(),
+            path: path.into(),
+            authorized: true,
+        }
+    }
 
     #[test]
     fn paths_match_with_parameters() {
@@ -492,5 +685,36 @@ mod tests {
         assert_eq!(match_path("/v1/events", "/v1/event"), None);
         let params = match_path("/v1/accounts/{account}", "/v1/accounts/acme").expect("match");
         assert_eq!(params["account"], "acme");
+        assert_eq!(
+            match_path("/v1/accounts/{account}/usage", "/v1/accounts//usage"),
+            None
+        );
+        let greedy = match_path("/files/{path+}", "/files/a/b").expect("greedy");
+        assert_eq!(greedy["path"], "a/b");
+        assert_eq!(match_path("/files/{path+}", "/files"), None);
+    }
+
+    #[test]
+    fn the_most_specific_route_comes_first() {
+        let mut routes = [
+            route("ANY", "/v1/{proxy+}"),
+            route("GET", "/v1/audit/{id}"),
+            route("ANY", "/v1/audit/verify"),
+            route("GET", "/v1/audit/verify"),
+        ];
+        routes.sort_by_key(specificity);
+        let order: Vec<String> = routes
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "GET /v1/audit/verify",
+                "ANY /v1/audit/verify",
+                "GET /v1/audit/{id}",
+                "ANY /v1/{proxy+}"
+            ]
+        );
     }
 }

@@ -164,8 +164,8 @@ async fn swapped_entries_are_reported_at_both_positions() {
         "{found:?}"
     );
     // The operator CLI's verification agrees.
-    let cli = vigil_admin::verify_trail(
-        &stack.access,
+    let cli = vigil_shared::app::audit::verify_trail(
+        stack.audit(),
         &TenantId::parse("swapped").expect("tenant"),
         "operator",
         "test",
@@ -194,7 +194,7 @@ async fn audit_entries_hold_no_secret_or_key_hash() {
         .await;
     assert_eq!(status, 200);
     let hashes: Vec<String> = stack
-        .access
+        .keys()
         .list_keys(&TenantId::parse("quiet").expect("tenant"))
         .await
         .expect("keys")

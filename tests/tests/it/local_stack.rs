@@ -1,7 +1,9 @@
 //! The local stack builds what template.yaml declares: encrypted tables with TTL,
 //! PITR and deletion protection, a versioned, encrypted, private bucket, and the routes.
 
-use vigil_tests::TestStack;
+use reqwest::Method;
+use vigil_shared::domain::access::Scope;
+use vigil_tests::{api_call, hours_ago, TestStack};
 
 #[tokio::test]
 async fn tables_match_the_template() {
@@ -115,18 +117,30 @@ async fn the_bucket_is_versioned_encrypted_and_private() {
         versioning.contains("<Status>Enabled</Status>"),
         "{versioning}"
     );
-    // The TLS-only bucket policy is in force: a write over plain HTTP is refused.
+    // The emulator cannot evaluate the TLS-only statement (it would deny every
+    // request), so the local stack leaves it out and the bucket takes writes,
+    // encrypted with the stack's key, as the monthly export will need.
     let put = s3
         .put_object()
         .bucket(&bucket)
         .key("probe")
         .body(aws_sdk_s3::primitives::ByteStream::from_static(b"x"))
         .send()
-        .await;
-    let status = put
-        .err()
-        .and_then(|e| e.raw_response().map(|r| r.status().as_u16()));
-    assert_eq!(status, Some(403));
+        .await
+        .expect("the local bucket accepts writes");
+    assert_eq!(
+        put.server_side_encryption().map(|s| s.as_str()),
+        Some("aws:kms")
+    );
+    let read = s3
+        .get_object()
+        .bucket(&bucket)
+        .key("probe")
+        .send()
+        .await
+        .expect("read back");
+    let bytes = read.body.collect().await.expect("body").into_bytes();
+    assert_eq!(&bytes[..], b"x");
     let encryption = s3
         .get_bucket_encryption()
         .bucket(&bucket)
@@ -160,5 +174,85 @@ async fn the_bucket_is_versioned_encrypted_and_private() {
         ),
         (Some(true), Some(true), Some(true), Some(true))
     );
+    stack.shutdown().await;
+}
+
+/// The TLS-only statement is checked where it lives: in template.yaml (the
+/// emulator cannot enforce it, see docs/decisions/0001).
+#[test]
+fn the_template_denies_every_request_without_tls() {
+    let text = std::fs::read_to_string(vigil_local::repo_template()).expect("template");
+    let template = vigil_local::Template::parse(&text).expect("template parses");
+    let policy = template
+        .resources
+        .iter()
+        .find(|r| r.kind == "AWS::S3::BucketPolicy")
+        .expect("a bucket policy");
+    let statements = policy.properties["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .expect("statements");
+    let deny = statements
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("DenyInsecureTransport"))
+        .expect("a TLS-only statement");
+    assert_eq!(deny["Effect"].as_str(), Some("Deny"));
+    assert_eq!(deny["Principal"].as_str(), Some("*"));
+    assert_eq!(deny["Action"].as_str(), Some("s3:*"));
+    assert_eq!(
+        deny["Condition"]["Bool"]["aws:SecureTransport"].as_str(),
+        Some("false")
+    );
+    // Both the bucket and every object in it.
+    let resources = format!("{:?}", deny["Resource"]);
+    assert!(resources.contains("DataBucket.Arn"), "{resources}");
+    assert!(resources.contains("${DataBucket.Arn}/*"), "{resources}");
+    // And it is the one statement the local stack leaves out.
+    let document = serde_json::json!({"Statement": [
+        {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        {"Sid": "Other", "Effect": "Deny", "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}}}
+    ]});
+    let local = vigil_local::provision::local_bucket_policy(&document).expect("one left");
+    assert_eq!(local["Statement"].as_array().map(Vec::len), Some(1));
+    assert_eq!(local["Statement"][0]["Sid"], "Other");
+}
+
+/// API Gateway decodes the path before routing and hands parameters decoded.
+#[tokio::test]
+async fn percent_encoded_path_parameters_reach_the_handler_decoded() {
+    let stack = TestStack::start().await;
+    let time = hours_ago(1, 0);
+    let (status, body) = stack
+        .post_events(
+            "decode",
+            &serde_json::json!({"events": [api_call("d-1", "acme-corp", &time, 200)]}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["accepted"]),
+        (200, &serde_json::json!(1)),
+        "{body}"
+    );
+    let reader = stack.issue_key("decode", &[Scope::Read]).await;
+    let (status, usage) = stack
+        .call(
+            Method::GET,
+            "/v1/accounts/acme%2Dcorp/usage",
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["account"], "acme-corp");
+    assert_eq!(usage["hours"][0]["calls"], 1, "{usage}");
+    // `%2F` is decoded before routing: no route has that many segments.
+    let (status, _) = stack
+        .call(
+            Method::GET,
+            "/v1/accounts/acme%2Fcorp/usage",
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
     stack.shutdown().await;
 }

@@ -2,100 +2,31 @@
 //! personal data, and searches everything it logged: no secret, no key hash, no
 //! e-mail, user id or client IP may appear. `infra/test` builds the binary first.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use reqwest::Method;
 use serde_json::json;
+use vigil_shared::app::keys::KeySpec;
 use vigil_shared::domain::access::Scope;
 use vigil_shared::domain::TenantId;
 use vigil_shared::ports::AccessStore;
-
-fn local_server_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/logs-<hash> -> target/<profile>/vigil-local
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("vigil-local"))
-        .expect("target directory");
-    assert!(
-        binary.exists(),
-        "{} is missing: run the tests with ./infra/test, which builds it",
-        binary.display()
-    );
-    binary
-}
-
-/// Kills the server if the test fails before it does.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use vigil_tests::process::LocalServer;
 
 #[tokio::test]
 async fn no_secret_key_hash_or_personal_data_reaches_the_logs() {
-    let emulator = vigil_tests::emulator_url();
-    let port = free_port();
-    let stack_name = format!("logs{}", std::process::id());
-    let state_file = std::env::temp_dir().join(format!("{stack_name}.json"));
-    let _ = std::fs::remove_file(&state_file);
-    // Files, not pipes: nothing has to drain them while the server runs.
-    let log_path = std::env::temp_dir().join(format!("{stack_name}.log"));
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = KillOnDrop(
-        Command::new(local_server_binary())
-            .args([
-                "--emulator",
-                &emulator,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--stack",
-                &stack_name,
-            ])
-            .arg("--template")
-            .arg(vigil_local::repo_template())
-            .arg("--state-file")
-            .arg(&state_file)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::from(log.try_clone().expect("log file")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start vigil-local"),
-    );
-    let started = Instant::now();
-    while !state_file.exists() {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-            panic!("vigil-local exited with {status}: {output}");
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "vigil-local did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
+    let server = LocalServer::start("logs").await;
+    let state_file = server.state_file.clone();
     // An admin key issued the way the operator CLI does it, from the state file.
     let config = vigil_ops::load_config(Some(&state_file)).expect("state file");
-    let store = vigil_ops::connect(&config).await.expect("store");
-    let admin = vigil_local::issue_local_key(&store, "acme", &Scope::ALL, "logs", None)
+    let tables = vigil_ops::connect(&config).await.expect("tables");
+    let spec = KeySpec {
+        name: "logs".into(),
+        scopes: Scope::ALL.to_vec(),
+        expires_at: None,
+    };
+    let admin = vigil_local::issue_key(&config, "acme", spec)
         .await
         .expect("key");
     let http = reqwest::Client::new();
-    let api = format!("http://127.0.0.1:{port}");
+    let api = server.api();
     let call = |method: Method, path: &str, key: &str, body: Option<serde_json::Value>| {
         let mut request = http
             .request(method, format!("{api}{path}"))
@@ -151,7 +82,8 @@ async fn no_secret_key_hash_or_personal_data_reaches_the_logs() {
         let response = call(Method::GET, path, &admin, None).await.expect("send");
         assert_eq!(response.status().as_u16(), 200, "{path}");
     }
-    let hashes: Vec<String> = store
+    let hashes: Vec<String> = tables
+        .keys
         .list_keys(&TenantId::parse("acme").expect("tenant"))
         .await
         .expect("keys")
@@ -159,11 +91,7 @@ async fn no_secret_key_hash_or_personal_data_reaches_the_logs() {
         .map(|k| k.secret_hash)
         .collect();
 
-    child.0.kill().expect("stop vigil-local");
-    child.0.wait().expect("stopped");
-    let logs = std::fs::read_to_string(&log_path).expect("logs");
-    let _ = std::fs::remove_file(&state_file);
-    let _ = std::fs::remove_file(&log_path);
+    let logs = server.stop();
     assert!(
         logs.contains("batch ingested"),
         "the run was logged:\n{logs}"

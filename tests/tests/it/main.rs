@@ -1,0 +1,15 @@
+//! All integration tests, one binary (the SDK is linked once): each module is a
+//! feature, run against its own copy of the local stack in the emulator that
+//! `infra/test` started, behind a fault-injecting proxy.
+
+mod access;
+mod access_faults;
+mod audit;
+mod contract_errors;
+mod ingest_api;
+mod ingest_faults;
+mod local_process;
+mod local_stack;
+mod logs;
+mod scheduled;
+mod storage_faults;
