@@ -148,6 +148,22 @@ impl LocalServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// A key with every scope for `tenant`, issued as the operator CLI does,
+    /// from the state file.
+    pub async fn admin_key(&self, tenant: &str) -> String {
+        let config = vigil_shared::stack_state::StackState::read(&self.state_file)
+            .expect("state file")
+            .config();
+        let spec = vigil_shared::app::keys::KeySpec {
+            name: "process".into(),
+            scopes: vigil_shared::domain::access::Scope::ALL.to_vec(),
+            expires_at: None,
+        };
+        vigil_local::issue_key(&config, tenant, spec)
+            .await
+            .expect("issue a key")
+    }
+
     /// Stops the server and returns everything it logged (metrics file apart).
     pub fn stop(mut self) -> String {
         let _ = self.process.child.kill();

@@ -126,30 +126,24 @@ impl<'a> Call<'a> {
         };
         let code = outcome.as_ref().err().map(ApiError::code);
         let detail = outcome.as_ref().err().and_then(ApiError::detail);
-        if status >= 500 {
+        tracing::info!(
+            function = self.function,
+            request_id = self.request_id,
+            route = self.route,
+            tenant,
+            key_id,
+            cold_start = self.cold_start,
+            status,
+            code,
+            "request done"
+        );
+        if let Some(detail) = detail {
+            // What the client was not told, for whoever reads the log.
             tracing::warn!(
-                function = self.function,
                 request_id = self.request_id,
-                route = self.route,
-                tenant,
-                key_id,
-                cold_start = self.cold_start,
                 status,
-                code,
                 detail,
                 "request failed"
-            );
-        } else {
-            tracing::info!(
-                function = self.function,
-                request_id = self.request_id,
-                route = self.route,
-                tenant,
-                key_id,
-                cold_start = self.cold_start,
-                status,
-                code,
-                "request done"
             );
         }
         if let Value::Object(map) = &mut body {

@@ -5,7 +5,6 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use vigil_shared::app::keys::KeySpec;
 use vigil_shared::domain::access::Scope;
 use vigil_tests::process::LocalServer;
 
@@ -115,17 +114,7 @@ fn assert_no_pii(what: &str, text: &str) {
 #[tokio::test]
 async fn personal_data_in_every_wrong_place_is_never_echoed_or_logged() {
     let server = LocalServer::start("echo").await;
-    let config = vigil_shared::stack_state::StackState::read(&server.state_file)
-        .expect("state")
-        .config();
-    let spec = KeySpec {
-        name: "echo".into(),
-        scopes: Scope::ALL.to_vec(),
-        expires_at: None,
-    };
-    let key = vigil_local::issue_key(&config, "acme", spec)
-        .await
-        .expect("key");
+    let key = server.admin_key("acme").await;
     let http = reqwest::Client::new();
     let api = server.api();
     let send = |method: Method, path: &str, body: Option<String>| {

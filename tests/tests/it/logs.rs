@@ -4,8 +4,6 @@
 
 use reqwest::Method;
 use serde_json::json;
-use vigil_shared::app::keys::KeySpec;
-use vigil_shared::domain::access::Scope;
 use vigil_shared::domain::TenantId;
 use vigil_shared::ports::AccessStore;
 use vigil_tests::process::LocalServer;
@@ -15,16 +13,9 @@ async fn no_secret_key_hash_or_personal_data_reaches_the_logs() {
     let server = LocalServer::start("logs").await;
     let state_file = server.state_file.clone();
     // An admin key issued the way the operator CLI does it, from the state file.
+    let admin = server.admin_key("acme").await;
     let config = vigil_ops::load_config(Some(&state_file)).expect("state file");
     let tables = vigil_ops::connect(&config).await.expect("tables");
-    let spec = KeySpec {
-        name: "logs".into(),
-        scopes: Scope::ALL.to_vec(),
-        expires_at: None,
-    };
-    let admin = vigil_local::issue_key(&config, "acme", spec)
-        .await
-        .expect("key");
     let http = reqwest::Client::new();
     let api = server.api();
     let call = |method: Method, path: &str, key: &str, body: Option<serde_json::Value>| {

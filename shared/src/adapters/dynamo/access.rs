@@ -1,5 +1,6 @@
 //! Tenants table: tenant records and their API keys (a key's secret only as a hash).
 
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use time::OffsetDateTime;
 
@@ -23,6 +24,16 @@ impl TenantTable {
             db: db.clone(),
             name: table_name(config, Setting::TenantsTable)?,
         })
+    }
+
+    /// An update of one key's record.
+    fn update_key(&self, tenant: &TenantId, key_id: &str) -> UpdateItemFluentBuilder {
+        self.db
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::tenant_pk(tenant)))
+            .key(keys::SK, s(keys::api_key_sk(key_id)))
     }
 }
 
@@ -161,12 +172,7 @@ impl AccessStore for TenantTable {
         now: OffsetDateTime,
     ) -> Result<Revocation, StoreError> {
         let result = self
-            .db
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(keys::PK, s(keys::tenant_pk(tenant)))
-            .key(keys::SK, s(keys::api_key_sk(key_id)))
+            .update_key(tenant, key_id)
             .update_expression("SET revoked_at = :now")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
             .expression_attribute_values(":now", timestamp(now))
@@ -188,12 +194,7 @@ impl AccessStore for TenantTable {
         hour: &str,
     ) -> Result<(), StoreError> {
         let result = self
-            .db
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(keys::PK, s(keys::tenant_pk(tenant)))
-            .key(keys::SK, s(keys::api_key_sk(key_id)))
+            .update_key(tenant, key_id)
             .update_expression("SET last_used_hour = :hour")
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(last_used_hour) OR last_used_hour <> :hour)",

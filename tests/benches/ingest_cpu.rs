@@ -1,6 +1,6 @@
 //! CPU time of the ingest handler for a 500-event batch: parse, validate,
 //! minimise, pseudonymise, encode DynamoDB items and the response. Storage is
-//! excluded (EncodeOnlyStore does no I/O). `cargo bench -p vigil-ingest`.
+//! excluded (EncodeOnlyStore does no I/O). `./infra/bench`.
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
