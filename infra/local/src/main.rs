@@ -12,9 +12,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use serde_json::Value;
 use vigil_local::{bind, provision_from, serve, LocalApi, Registry};
-use vigil_shared::stack_state::StackState;
+use vigil_shared::stack_state::{read_event, StackState};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -227,25 +226,16 @@ fn sample_time() -> String {
 
 async fn invoke(function: &str, event: Option<PathBuf>, state_file: &std::path::Path) -> Outcome {
     let state = StackState::read(state_file)?;
-    let event: Value = match event {
-        None => Value::Object(Default::default()),
-        Some(path) => {
-            let text = if path.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-            };
-            serde_json::from_str(&text).map_err(|e| format!("the event is not JSON: {e}"))?
-        }
-    };
-    let (status, failed, output) =
-        vigil_local::server::invoke_remote(&state.api_url, function, &event).await?;
-    println!("{output}");
-    Ok(if status == 200 && !failed {
+    let event = read_event(event.as_deref())?;
+    let invocation = state.invoke(function, &event).await?;
+    println!("{}", invocation.output);
+    Ok(if invocation.succeeded() {
         ExitCode::SUCCESS
     } else {
-        eprintln!("vigil-local: {function} failed (HTTP {status})");
+        eprintln!(
+            "vigil-local: {function} failed (HTTP {})",
+            invocation.status
+        );
         ExitCode::FAILURE
     })
 }

@@ -35,7 +35,7 @@ use crate::provision::{LocalAuthorizer, LocalFunction, LocalSchedule, Provisione
 pub const API_GATEWAY_MAX_PAYLOAD: usize = 10 * 1024 * 1024;
 /// Lambda's synchronous invocation payload limit.
 pub const LAMBDA_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
-/// The path prefix of Lambda's Invoke API.
+/// The path prefix of Lambda's Invoke API (`stack_state::invoke_path`).
 const INVOKE_PREFIX: &str = "/2015-03-31/functions/";
 
 #[derive(Debug, Error)]
@@ -645,26 +645,6 @@ pub fn serve(api: LocalApi, listener: TcpListener) -> Result<RunningServer, Serv
 /// Binds `addr` and serves `api` on it.
 pub async fn start(api: LocalApi, addr: SocketAddr) -> Result<RunningServer, ServeError> {
     serve(api, bind(addr).await?)
-}
-
-/// Calls the Invoke API of a running local stack at `api_url`: (HTTP status,
-/// whether the function failed, its output as text).
-pub async fn invoke_remote(
-    api_url: &str,
-    function: &str,
-    event: &Value,
-) -> Result<(u16, bool, String), Box<dyn std::error::Error>> {
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let request = Request::post(format!("{api_url}{INVOKE_PREFIX}{function}/invocations"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(event.to_string())))?;
-    let response = client.request(request).await?;
-    let status = response.status().as_u16();
-    let failed = response.headers().contains_key("x-amz-function-error");
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, failed, String::from_utf8_lossy(&body).into_owned()))
 }
 
 #[cfg(test)]

@@ -106,6 +106,18 @@ async fn the_run_command_refuses_busy_ports_and_cleans_up_on_sigterm() {
         String::from_utf8_lossy(&invoked.stderr)
     );
     assert!(output.contains("\"isAuthorized\":false"), "{output}");
+    // The operator CLI's job commands go the same way.
+    let job = Command::new(binary("vigil-ops"))
+        .arg("--local")
+        .arg("--state-file")
+        .arg(&state_file)
+        .args(["job", "invoke", "AuthorizerFunction", "--event"])
+        .arg(&event)
+        .output()
+        .expect("vigil-ops job invoke");
+    let output = String::from_utf8_lossy(&job.stdout);
+    assert!(job.status.success(), "{output} {}", String::from_utf8_lossy(&job.stderr));
+    assert!(output.contains("\"isAuthorized\":false"), "{output}");
 
     // SIGTERM to the run command: every child stops and both ports are released.
     let pid = first.child.id().to_string();

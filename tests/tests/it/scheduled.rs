@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use vigil_local::{provision_from, LocalApi, Registry};
 use vigil_shared::function::Function;
+use vigil_shared::stack_state::invoke;
 use vigil_tests::TestStack;
 
 /// A job that records every event it is invoked with.
@@ -101,20 +102,19 @@ async fn a_scheduled_function_is_invoked_through_the_local_stack() {
 
     // Lambda's Invoke API, over HTTP, with a given event.
     let event = json!({"now": "2026-12-01T03:00:00Z", "tenant": "acme"});
-    let (status, failed, output) =
-        vigil_local::server::invoke_remote(&stack.api, "NightlyJob", &event)
-            .await
-            .expect("invoke");
-    assert_eq!((status, failed), (200, false), "{output}");
+    let invocation = invoke(&stack.api, "NightlyJob", &event)
+        .await
+        .expect("invoke");
+    assert!(invocation.succeeded(), "{invocation:?}");
     assert_eq!(
-        serde_json::from_str::<Value>(&output).expect("json"),
+        serde_json::from_str::<Value>(&invocation.output).expect("json"),
         json!({"runs": 1})
     );
     assert_eq!(job.events(), [event]);
-    let (status, _, _) = vigil_local::server::invoke_remote(&stack.api, "NoSuchJob", &json!({}))
+    let missing = invoke(&stack.api, "NoSuchJob", &json!({}))
         .await
         .expect("invoke");
-    assert_eq!(status, 404);
+    assert_eq!(missing.status, 404);
 
     // The schedule's timer (sped up 600 times: a minute is 100 ms) sends its Input;
     // the cron schedule is not run on a timer.
