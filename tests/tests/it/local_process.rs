@@ -116,7 +116,11 @@ async fn the_run_command_refuses_busy_ports_and_cleans_up_on_sigterm() {
         .output()
         .expect("vigil-ops job invoke");
     let output = String::from_utf8_lossy(&job.stdout);
-    assert!(job.status.success(), "{output} {}", String::from_utf8_lossy(&job.stderr));
+    assert!(
+        job.status.success(),
+        "{output} {}",
+        String::from_utf8_lossy(&job.stderr)
+    );
     assert!(output.contains("\"isAuthorized\":false"), "{output}");
 
     // SIGTERM to the run command: every child stops and both ports are released.

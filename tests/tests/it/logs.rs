@@ -82,11 +82,30 @@ async fn no_secret_key_hash_or_personal_data_reaches_the_logs() {
         .map(|k| k.secret_hash)
         .collect();
 
+    let metrics = std::fs::read_to_string(server.dir.join("metrics.jsonl")).unwrap_or_default();
     let logs = server.stop();
     assert!(
         logs.contains("batch ingested"),
         "the run was logged:\n{logs}"
     );
+    // Locally: readable lines with a timestamp, and the EMF metrics in a file apart.
+    let year = time::OffsetDateTime::now_utc().year().to_string();
+    let request_lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("request done"))
+        .collect();
+    assert!(!request_lines.is_empty());
+    assert!(
+        request_lines
+            .iter()
+            .all(|l| l.trim_start().starts_with(&year)),
+        "{request_lines:?}"
+    );
+    assert!(
+        !logs.contains("\"_aws\""),
+        "metrics are kept out of the log"
+    );
+    assert!(metrics.contains("EventsAccepted"), "{metrics}");
     assert!(logs.contains("key denied"), "the refused key was logged");
     let secrets = [&admin, &ingest_key, &wrong].map(|k| k[k.len() - 64..].to_owned());
     for (what, needle) in secrets
