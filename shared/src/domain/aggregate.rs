@@ -188,7 +188,6 @@ mod tests {
                 status,
                 latency_ms,
                 units: 2,
-                client_network: None,
             },
         }
     }

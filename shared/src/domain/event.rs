@@ -52,8 +52,6 @@ pub enum EventData {
         status: u16,
         latency_ms: u64,
         units: u64,
-        /// The client's network (/24 for IPv4, /48 for IPv6), never the whole address.
-        client_network: Option<String>,
     },
     Product {
         feature: String,

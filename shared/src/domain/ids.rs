@@ -15,6 +15,22 @@ fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '+' | '=')
 }
 
+/// `+33612345678`, `06-12-34-56-78`, `(555) 123.4567`: a phone number, which must
+/// not end up in a table key (nothing can redact a key later).
+pub fn looks_like_phone(value: &str) -> bool {
+    let digits = value.chars().filter(char::is_ascii_digit).count();
+    let only_phone_chars = value
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | ' ' | '(' | ')'));
+    let groups = value
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|g| !g.is_empty())
+        .count();
+    only_phone_chars
+        && (7..=15).contains(&digits)
+        && (value.starts_with('+') || (groups >= 3 && digits >= 9))
+}
+
 fn check_id(value: &str, max_len: usize) -> Result<(), IdError> {
     if value.is_empty() {
         return Err(IdError {
@@ -31,11 +47,31 @@ fn check_id(value: &str, max_len: usize) -> Result<(), IdError> {
             reason: "may hold only letters, digits and - _ . : / + =",
         });
     }
+    if looks_like_phone(value) {
+        return Err(IdError {
+            reason: "must not be a phone number (ids end up in keys)",
+        });
+    }
+    Ok(())
+}
+
+/// An id that is also a path segment of a route (`/v1/accounts/{account}`):
+/// API Gateway decodes `%2F` before routing, so an id with `/` could never be read back.
+fn check_path_id(value: &str, max_len: usize) -> Result<(), IdError> {
+    check_id(value, max_len)?;
+    if value.contains('/') {
+        return Err(IdError {
+            reason: "must not contain / (it is a path segment of the API)",
+        });
+    }
     Ok(())
 }
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $max:expr) => {
+        id_type!($(#[$doc])* $name, $max, check_id);
+    };
+    ($(#[$doc:meta])* $name:ident, $max:expr, $check:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
@@ -44,7 +80,7 @@ macro_rules! id_type {
             pub const MAX_LEN: usize = $max;
 
             pub fn parse(value: &str) -> Result<Self, IdError> {
-                check_id(value, Self::MAX_LEN)?;
+                $check(value, Self::MAX_LEN)?;
                 Ok(Self(value.to_owned()))
             }
 
@@ -69,7 +105,8 @@ id_type!(
 id_type!(
     /// The tenant's customer (a company account), as the tenant names it.
     AccountId,
-    128
+    128,
+    check_path_id
 );
 id_type!(
     /// The client-chosen id of an event: its idempotency key within an account.
@@ -109,6 +146,31 @@ mod tests {
         assert!(AccountId::parse("").is_err());
         assert!(EventId::parse(&"x".repeat(129)).is_err());
         assert!(TenantId::parse("t 1").is_err());
+    }
+
+    #[test]
+    fn ids_refuse_phone_numbers_and_route_breaking_slashes() {
+        for phone in [
+            "+33612345678",
+            "06-12-34-56-78",
+            "555.123.4567",
+            "+1-202-555-0143",
+        ] {
+            assert!(AccountId::parse(phone).is_err(), "{phone}");
+            assert!(EventId::parse(phone).is_err(), "{phone}");
+        }
+        for fine in [
+            "12345678",
+            "2026-11-29",
+            "acct-1234567",
+            "inv.2026.001",
+            "v1.2.3",
+        ] {
+            assert!(AccountId::parse(fine).is_ok(), "{fine}");
+        }
+        assert!(AccountId::parse("acme/eu").is_err());
+        assert!(EventId::parse("batch/7").is_ok());
+        assert!(AccountId::parse("jane@example.com").is_err());
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Validation and minimisation at the door (GDPR Art. 5).
 //!
 //! Each source has an allow-list of fields. Anything else is dropped and reported
-//! by name (never by value); known direct identifiers (e-mail, name, phone, ...)
-//! are dropped the same way, client IPs are cut to their network, query strings are
-//! cut from endpoints, and an e-mail address inside a kept field rejects the event.
+//! by name (never by value): direct identifiers (e-mail, name, phone, client IP,
+//! ...) included. Endpoints are stored as templates (query strings cut, segments
+//! that look like identifiers become `:id`), text is percent-decoded before it is
+//! checked, and an e-mail address inside a kept field rejects the event.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -69,6 +69,38 @@ const MAX_TEXT: usize = 256;
 const MAX_USER: usize = 256;
 const MAX_LATENCY_MS: f64 = 3_600_000.0;
 const MAX_UNITS: u64 = 1_000_000_000;
+/// Far below DynamoDB's number range (38 digits, up to 1e125), which an
+/// amount of 1e200 would overflow and fail its whole write batch.
+const MAX_AMOUNT: f64 = 1e12;
+
+/// A path segment that names something rather than a resource type: a number,
+/// a UUID, long hex or base64, the event's own user id, an e-mail address.
+pub fn is_identifier_segment(segment: &str, user: Option<&str>) -> bool {
+    if segment.is_empty() {
+        return false;
+    }
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    let text = decoded.as_ref();
+    let hex = |s: &str| s.chars().all(|c| c.is_ascii_hexdigit());
+    let is_uuid = text.len() == 36
+        && text.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+        && hex(&text.replace('-', ""));
+    let has_digit = text.chars().any(|c| c.is_ascii_digit());
+    let has_letter = text.chars().any(|c| c.is_ascii_alphabetic());
+    let token_like = text.len() >= 16
+        && has_digit
+        && has_letter
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '=' | '.'));
+    text.chars().all(|c| c.is_ascii_digit())
+        || is_uuid
+        || (text.len() >= 16 && hex(text))
+        || token_like
+        || user == Some(text)
+        || crate::domain::ids::looks_like_phone(text)
+        || contains_email(text)
+}
 
 /// A client-supplied key, as it may appear in a response or a log: plain
 /// snake_case names are shown (they are field names, such as `email`); anything
@@ -140,7 +172,7 @@ pub fn validate_event(
         dropped: Vec::new(),
     };
     let data = match source {
-        Source::ApiCall => reader.api_call()?,
+        Source::ApiCall => reader.api_call(user.as_deref())?,
         Source::Product => EventData::Product {
             feature: reader.text("feature")?,
             action: reader.optional_text("action")?,
@@ -216,8 +248,15 @@ fn parse_time(
     Ok(time)
 }
 
-/// Does the text hold something shaped like an e-mail address?
+/// Does the text hold something shaped like an e-mail address, as written or
+/// once percent-decoded (`jane%40example.com`)?
 pub fn contains_email(text: &str) -> bool {
+    shaped_like_email(text)
+        || (text.contains('%')
+            && shaped_like_email(&percent_encoding::percent_decode_str(text).decode_utf8_lossy()))
+}
+
+fn shaped_like_email(text: &str) -> bool {
     text.match_indices('@').any(|(at, _)| {
         let local_ok = text[..at]
             .chars()
@@ -283,8 +322,8 @@ impl DataReader<'_> {
         }
     }
 
-    fn api_call(&mut self) -> Result<EventData, Rejection> {
-        let endpoint = self.endpoint()?;
+    fn api_call(&mut self, user: Option<&str>) -> Result<EventData, Rejection> {
+        let endpoint = self.endpoint(user)?;
         let method = self.one_of("method", &HTTP_METHODS)?;
         let status = match self.get("status") {
             None => return Err(Rejection::new("data.status", "is required")),
@@ -315,28 +354,20 @@ impl DataReader<'_> {
                     Rejection::new("data.units", "expected an integer from 0 to 1000000000")
                 })?,
         };
-        let client_network = match self.get("client_ip") {
-            None => None,
-            Some(Value::String(ip)) => Some(
-                ip.parse::<IpAddr>()
-                    .map(network_of)
-                    .map_err(|_| Rejection::new("data.client_ip", "expected an IP address"))?,
-            ),
-            Some(_) => return Err(Rejection::new("data.client_ip", "expected a string")),
-        };
         Ok(EventData::ApiCall {
             endpoint,
             method,
             status,
             latency_ms,
             units,
-            client_network,
         })
     }
 
-    /// The path only: the query string and fragment are dropped (they often carry
-    /// identifiers), and a path segment holding an e-mail address is replaced.
-    fn endpoint(&mut self) -> Result<String, Rejection> {
+    /// The path as a template: the query string and fragment are dropped (they
+    /// often carry identifiers), and every segment that looks like an identifier
+    /// becomes `:id`, so `/v1/users/u-42/orders/981` is stored as
+    /// `/v1/users/:id/orders/:id`.
+    fn endpoint(&mut self, user: Option<&str>) -> Result<String, Rejection> {
         let field = "data.endpoint";
         let raw = match self.get("endpoint") {
             None => return Err(Rejection::new(field, "is required")),
@@ -356,19 +387,19 @@ impl DataReader<'_> {
         if cut {
             self.dropped.push("data.endpoint.query".to_owned());
         }
-        let mut redacted = false;
+        let mut templated = false;
         let path: Vec<&str> = path
             .split('/')
             .map(|segment| {
-                if contains_email(segment) {
-                    redacted = true;
-                    ":redacted"
+                if is_identifier_segment(segment, user) {
+                    templated = true;
+                    ":id"
                 } else {
                     segment
                 }
             })
             .collect();
-        if redacted {
+        if templated {
             self.dropped.push("data.endpoint.identifier".to_owned());
         }
         Ok(path.join("/"))
@@ -378,10 +409,19 @@ impl DataReader<'_> {
         let invoice_id = self.text("invoice_id")?;
         let amount = match self.get("amount") {
             None => return Err(Rejection::new("data.amount", "is required")),
-            Some(Value::Number(amount)) if amount.as_f64().is_some_and(|a| a >= 0.0) => {
+            Some(Value::Number(amount))
+                if amount
+                    .as_f64()
+                    .is_some_and(|a| (0.0..=MAX_AMOUNT).contains(&a)) =>
+            {
                 amount.to_string()
             }
-            Some(_) => return Err(Rejection::new("data.amount", "expected a number >= 0")),
+            Some(_) => {
+                return Err(Rejection::new(
+                    "data.amount",
+                    "expected a number from 0 to 1000000000000",
+                ))
+            }
         };
         let currency = match self.get("currency") {
             Some(Value::String(code))
@@ -412,20 +452,6 @@ fn allowed_reason(key: &str) -> &'static str {
         "method" => "must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS",
         "priority" => "must be one of low, normal, high, urgent",
         _ => "is not one of the allowed values",
-    }
-}
-
-/// /24 of an IPv4 address, /48 of an IPv6 address.
-fn network_of(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            format!("{a}.{b}.{c}.0/24")
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
-        }
     }
 }
 
@@ -491,7 +517,7 @@ mod tests {
     }
 
     #[test]
-    fn drops_unknown_fields_and_identifiers_and_cuts_ips() {
+    fn drops_unknown_fields_identifiers_and_client_ips() {
         let ok = validate(
             json!({"id": "e-2", "time": "2026-11-01T10:00:00Z", "source": "api_call",
             "account": "acme", "email": "jane@example.com", "name": "Jane",
@@ -505,6 +531,7 @@ mod tests {
         assert_eq!(
             dropped,
             [
+                "data.client_ip",
                 "data.endpoint.identifier",
                 "data.endpoint.query",
                 "data.user_agent",
@@ -515,17 +542,80 @@ mod tests {
         match ok.event.data {
             EventData::ApiCall {
                 endpoint,
-                client_network,
                 latency_ms,
                 units,
                 ..
             } => {
-                assert_eq!(endpoint, "/v1/users/:redacted/orders");
-                assert_eq!(client_network.as_deref(), Some("203.0.113.0/24"));
+                assert_eq!(endpoint, "/v1/users/:id/orders");
                 assert_eq!((latency_ms, units), (13, 1));
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    fn endpoint_of(endpoint: &str, user: &str) -> String {
+        let event = json!({"id": "e", "time": "2026-11-01T10:00:00Z", "source": "api_call",
+            "account": "acme", "user": user,
+            "data": {"endpoint": endpoint, "method": "GET", "status": 200, "latency_ms": 1}});
+        match validate(event).expect("valid").event.data {
+            EventData::ApiCall { endpoint, .. } => endpoint,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn endpoints_are_stored_as_templates() {
+        let cases = [
+            ("/v1/users/u-42/orders/981", "/v1/users/:id/orders/:id"),
+            (
+                "/v1/orders/3f2b8c1e-9a4d-4c1b-8e2f-0a1b2c3d4e5f/items",
+                "/v1/orders/:id/items",
+            ),
+            (
+                "/v1/blobs/9f86d081884c7d659a2feaa0c55ad015",
+                "/v1/blobs/:id",
+            ),
+            ("/v1/tokens/dGhpc0lzQVNlY3JldFRva2VuMTIz", "/v1/tokens/:id"),
+            ("/v1/users/jane%40example.com", "/v1/users/:id"),
+            ("/v1/users/jane@example.com/avatar", "/v1/users/:id/avatar"),
+            ("/v1/calls/+33612345678", "/v1/calls/:id"),
+            ("/v2/payment_intents/confirm", "/v2/payment_intents/confirm"),
+            ("/v1/pay?card=4242", "/v1/pay"),
+            ("/", "/"),
+        ];
+        for (raw, stored) in cases {
+            assert_eq!(endpoint_of(raw, "u-42"), stored, "{raw}");
+        }
+    }
+
+    #[test]
+    fn percent_encoded_emails_are_emails() {
+        assert!(contains_email("jane%40example.com"));
+        assert!(contains_email("to%3A%20jane%40example.com"));
+        assert!(!contains_email("100%25 done"));
+        let bad = validate(
+            json!({"id": "e", "time": "2026-11-01T10:00:00Z", "source": "product",
+            "account": "acme", "data": {"feature": "share with jane%40example.com"}}),
+        )
+        .expect_err("encoded email");
+        assert_eq!(bad.field, "data.feature");
+    }
+
+    #[test]
+    fn amounts_are_bounded_to_what_storage_can_hold() {
+        let billing = |amount: Value| {
+            validate(
+                json!({"id": "e", "time": "2026-11-01T10:00:00Z", "source": "billing",
+                "account": "acme",
+                "data": {"invoice_id": "INV-1", "amount": amount, "currency": "EUR", "status": "paid"}}),
+            )
+        };
+        assert!(billing(json!(999_999_999_999.99)).is_ok());
+        assert_eq!(
+            billing(json!(1e200)).expect_err("huge").field,
+            "data.amount"
+        );
+        assert_eq!(billing(json!(1e13)).expect_err("huge").field, "data.amount");
     }
 
     #[test]
@@ -591,15 +681,6 @@ mod tests {
         assert_eq!(
             validate(base("crm", json!({}))).expect_err("source").field,
             "source"
-        );
-        let ipv6 = validate(base(
-            "api_call",
-            json!({"endpoint": "/", "method": "GET", "status": 200,
-            "latency_ms": 1, "client_ip": "2001:db8:abcd:12::1"}),
-        ))
-        .expect("v6");
-        assert!(
-            matches!(ipv6.event.data, EventData::ApiCall { client_network: Some(ref n), .. } if n == "2001:db8:abcd::/48")
         );
     }
 }

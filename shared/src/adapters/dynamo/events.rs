@@ -51,16 +51,12 @@ pub fn event_item(tenant: &TenantId, event: &StoredEvent) -> Item {
             status,
             latency_ms,
             units,
-            client_network,
         } => {
             data.insert("endpoint".into(), s(endpoint));
             data.insert("method".into(), s(*method));
             data.insert("status".into(), n(status));
             data.insert("latency_ms".into(), n(latency_ms));
             data.insert("units".into(), n(units));
-            if let Some(network) = client_network {
-                data.insert("client_network".into(), s(network));
-            }
         }
         EventData::Product { feature, action } => {
             data.insert("feature".into(), s(feature));
