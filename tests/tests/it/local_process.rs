@@ -1,12 +1,16 @@
 //! `./infra/run` as a person runs it (minus the build, which `infra/test` did):
 //! a second start on the same ports fails at once naming the port and leaves the
-//! first stack's state and log untouched; `vigil-local invoke` runs a function of
-//! the running stack; SIGTERM leaves no process and no bound port behind.
+//! first stack's state and log untouched; a percent-encoded path parameter
+//! reaches its handler decoded; `vigil-local invoke` (and `vigil-ops job invoke`)
+//! run a function of the running stack; SIGTERM leaves no process and no bound
+//! port behind.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::json;
+use vigil_shared::domain::access::Scope;
 use vigil_tests::process::{binary, free_port, port_is_free, profile_dir, Running};
 
 fn run_command(api_port: u16, emulator_port: u16, state_dir: &Path) -> Command {
@@ -83,6 +87,38 @@ async fn the_run_command_refuses_busy_ports_and_cleans_up_on_sigterm() {
         std::fs::read_to_string(&emulator_log).expect("log"),
         log_before
     );
+
+    // A percent-encoded path parameter reaches the handler decoded.
+    let state = vigil_shared::stack_state::StackState::read(&state_file).expect("state");
+    let spec = vigil_shared::app::keys::KeySpec {
+        name: "process".into(),
+        scopes: vec![Scope::Ingest, Scope::Read],
+        expires_at: None,
+    };
+    let key = vigil_local::issue_key(&state.config(), "decode", spec)
+        .await
+        .expect("key");
+    let http = reqwest::Client::new();
+    let events = json!({"events": [vigil_tests::api_call("p-1", "acme-corp", &vigil_tests::hours_ago(1, 0), 200)]});
+    let ingested = http
+        .post(format!("{}/v1/events", state.api_url))
+        .bearer_auth(&key)
+        .json(&events)
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(ingested.status().as_u16(), 200);
+    let usage: serde_json::Value = http
+        .get(format!("{}/v1/accounts/acme%2Dcorp/usage", state.api_url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("usage")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(usage["account"], "acme-corp", "{usage}");
+    assert_eq!(usage["hours"][0]["calls"], 1, "{usage}");
 
     // Any function of the running stack can be invoked with an event.
     let event = dir.join("event.json");
