@@ -201,7 +201,7 @@ fn print_banner(state: &StackState, state_file: &std::path::Path, demo_key: &str
     println!(
         "\nDemo tenant \"demo\", key with every scope (local only, shown once):\n  {demo_key}"
     );
-    println!("More keys: target/debug/vigil-ops --local key issue --tenant demo --scopes ingest");
+    println!("More keys: ./infra/vigil-ops --local key issue --tenant demo --scopes ingest");
     println!("\nTry it:\n");
     println!("  curl -s -X POST {api}/v1/events \\");
     println!("    -H 'content-type: application/json' -H 'authorization: Bearer {demo_key}' \\");
