@@ -57,21 +57,35 @@ pub fn json_bytes(
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiError::MalformedJson("body is not valid UTF-8".into()))?;
-    let mut deserializer = serde_json::Deserializer::from_str(text);
+    // The fast path: path tracking costs an allocation per key, paid only once
+    // the body is known to be wrong.
+    match serde_json::from_str(text) {
+        Ok(value) => Ok(value),
+        Err(_) => Err(describe_error::<T>(text)),
+    }
+}
+
+/// Parses `text` again with path tracking to say where and what is wrong.
+fn describe_error<T: DeserializeOwned>(text: &str) -> ApiError {
     let syntax = |inner: serde_json::Error| {
         ApiError::MalformedJson(format!("line {}, column {}", inner.line(), inner.column()))
     };
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let segments: Vec<Segment> = error.path().iter().cloned().collect();
-        let inner = error.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => shape_error(&segments, &inner.to_string()),
-            _ => syntax(inner),
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Err(error) => {
+            let segments: Vec<Segment> = error.path().iter().cloned().collect();
+            let inner = error.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => shape_error(&segments, &inner.to_string()),
+                _ => syntax(inner),
+            }
         }
-    })?;
-    // Trailing characters after the value.
-    deserializer.end().map_err(syntax)?;
-    Ok(value)
+        // Trailing characters after the value.
+        Ok(_) => match deserializer.end() {
+            Err(inner) => syntax(inner),
+            Ok(()) => ApiError::MalformedJson("the body could not be read".into()),
+        },
+    }
 }
 
 /// `events[0].data`: map keys through `field_label`, "body" for the root.
