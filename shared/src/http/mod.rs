@@ -22,7 +22,7 @@ use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::{self, Caller};
 use crate::domain::access::Scope;
@@ -35,7 +35,8 @@ pub use error::ApiError;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
-    pub body: Value,
+    /// Serialised once, here: a 500-result ingest answer is not worth a `Value` tree.
+    pub body: String,
     /// Set when a retry may succeed (e.g. ingest with every event failed).
     pub retry_after: Option<u32>,
 }
@@ -44,7 +45,7 @@ impl Reply {
     pub fn json(status: u16, body: &impl Serialize) -> Self {
         Self {
             status,
-            body: serde_json::to_value(body).unwrap_or(Value::Null),
+            body: serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned()),
             retry_after: None,
         }
     }
@@ -120,12 +121,16 @@ impl<'a> Call<'a> {
     pub fn finish(self, outcome: Result<Reply, ApiError>) -> ApiGatewayV2httpResponse {
         let tenant = self.caller.as_ref().map(|c| c.tenant.as_str().to_owned());
         let key_id = self.caller.as_ref().map(|c| c.key_id.clone());
-        let (status, mut body, retry_after) = match &outcome {
-            Ok(reply) => (reply.status, reply.body.clone(), reply.retry_after),
-            Err(error) => (error.status(), error.body(), error.retry_after()),
-        };
         let code = outcome.as_ref().err().map(ApiError::code);
         let detail = outcome.as_ref().err().and_then(ApiError::detail);
+        let (status, body, retry_after) = match outcome {
+            Ok(reply) => (reply.status, reply.body, reply.retry_after),
+            Err(error) => (
+                error.status(),
+                error.body().to_string(),
+                error.retry_after(),
+            ),
+        };
         tracing::info!(
             function = self.function,
             request_id = self.request_id,
@@ -146,15 +151,26 @@ impl<'a> Call<'a> {
                 "request failed"
             );
         }
-        if let Value::Object(map) = &mut body {
-            map.insert("request_id".into(), json!(self.request_id));
-        }
-        response(status, &body, retry_after)
+        response(status, with_request_id(body, &self.request_id), retry_after)
     }
 }
 
+/// Adds `"request_id"` as the first member of a JSON object body.
+fn with_request_id(body: String, request_id: &str) -> String {
+    let Some(members) = body.strip_prefix('{') else {
+        return body;
+    };
+    let id = Value::from(request_id);
+    let separator = if members.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    format!("{{\"request_id\":{id}{separator}{members}")
+}
+
 /// The API Gateway response for a JSON body.
-pub fn response(status: u16, body: &Value, retry_after: Option<u32>) -> ApiGatewayV2httpResponse {
+pub fn response(status: u16, body: String, retry_after: Option<u32>) -> ApiGatewayV2httpResponse {
     let mut response = ApiGatewayV2httpResponse::default();
     response.status_code = i64::from(status);
     response
@@ -165,6 +181,22 @@ pub fn response(status: u16, body: &Value, retry_after: Option<u32>) -> ApiGatew
             .headers
             .insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
-    response.body = Some(Body::Text(body.to_string()));
+    response.body = Some(Body::Text(body));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_id_goes_into_object_bodies() {
+        let with = |body: &str| with_request_id(body.to_owned(), "r-1");
+        assert_eq!(with("{}"), r#"{"request_id":"r-1"}"#);
+        assert_eq!(with(r#"{"a":1}"#), r#"{"request_id":"r-1","a":1}"#);
+        assert_eq!(with("[1]"), "[1]");
+        let parsed: Value = serde_json::from_str(&with(r#"{"a":{"b":[]}}"#)).expect("json");
+        assert_eq!(parsed["request_id"], "r-1");
+        assert_eq!(parsed["a"]["b"], serde_json::json!([]));
+    }
 }
