@@ -148,6 +148,25 @@ impl LocalServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// A request to this server with `key` as Bearer token and, if given, a JSON body.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<String>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.api()))
+            .header("authorization", format!("Bearer {key}"));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        request
+    }
+
     /// A key with every scope for `tenant`, issued as the operator CLI does,
     /// from the state file.
     pub async fn admin_key(&self, tenant: &str) -> String {

@@ -16,18 +16,10 @@ async fn no_secret_key_hash_or_personal_data_reaches_the_logs() {
     let admin = server.admin_key("acme").await;
     let config = vigil_ops::load_config(Some(&state_file)).expect("state file");
     let tables = vigil_ops::connect(&config).await.expect("tables");
-    let http = reqwest::Client::new();
-    let api = server.api();
     let call = |method: Method, path: &str, key: &str, body: Option<serde_json::Value>| {
-        let mut request = http
-            .request(method, format!("{api}{path}"))
-            .header("authorization", format!("Bearer {key}"));
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        request.send()
+        server
+            .request(method, path, key, body.map(|b| b.to_string()))
+            .send()
     };
 
     let issued: serde_json::Value = call(
