@@ -52,6 +52,61 @@ fn print_counts(title: &str, counts: &BTreeMap<String, usize>) -> usize {
     total
 }
 
+/// CPU time (user + system) of the calling thread.
+fn thread_cpu() -> std::time::Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole rusage into the pointer it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    std::time::Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+const CPU_ROUNDS: usize = 5;
+
+/// The function's CPU per event on the real path: the ingest handler with its real
+/// SDK clients (through the proxy to the emulator), on a thread of its own with a
+/// single-threaded runtime, so that the SDK's connection tasks run there too and
+/// nothing else does. The users are known (steady state).
+fn handler_cpu_per_event(stack: &TestStack) -> std::time::Duration {
+    let config = stack.stack.config(&stack.proxy.url());
+    let batches: Vec<Vec<Value>> = (0..=CPU_ROUNDS)
+        .map(|round| requests(&format!("cpu{round}")))
+        .collect();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let mut deps = runtime
+                    .block_on(vigil_ingest::Deps::connect(&config))
+                    .expect("ingest dependencies");
+                deps.emit_metrics = false;
+                let to_request = |body: &Value| {
+                    vigil_shared::mocks::json_request_as("bench", "ingest", body.to_string())
+                };
+                let (warm_up, measured) = batches.split_first().expect("batches");
+                for body in warm_up {
+                    let response = runtime.block_on(vigil_ingest::handle(&to_request(body), &deps));
+                    assert_eq!(response.status_code, 200);
+                }
+                let requests: Vec<_> = measured.iter().flatten().map(to_request).collect();
+                let start = thread_cpu();
+                for request in &requests {
+                    let response = runtime.block_on(vigil_ingest::handle(request, &deps));
+                    assert_eq!(response.status_code, 200);
+                }
+                (thread_cpu() - start) / (CPU_ROUNDS * EVENTS) as u32
+            })
+            .join()
+            .expect("cpu thread")
+    })
+}
+
 fn peak_memory_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -93,6 +148,13 @@ async fn main() {
     assert_eq!(accepted, EVENTS as u64);
     let steady = ingest_counts(&stack);
     let steady_total = print_counts("steady state (users known):", &steady);
+    let units = stack.proxy.write_units();
+    println!(
+        "  write units      {:>5} (table {}, indexes {})",
+        units.total(),
+        units.table,
+        units.indexes
+    );
 
     stack.proxy.reset_counts();
     let (_, duplicates) = send_all(&stack, &batches).await;
@@ -145,6 +207,14 @@ async fn main() {
     let aggregates = stack.scan("AggregatesTable").await;
     let calls: u64 = aggregates.iter().filter_map(|a| n(a, "calls")).sum();
     assert_eq!(calls, 2 * EVENTS as u64, "counted once each");
+    let cpu = handler_cpu_per_event(&stack);
+    println!(
+        "\nfunction CPU on the real path (handler + SDK, {} build): {:.1} us per event, {:.0} ms per 1,000 events",
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+        cpu.as_nanos() as f64 / 1000.0,
+        cpu.as_nanos() as f64 / 1000.0
+    );
+
     if let Some(kib) = peak_memory_kib() {
         println!(
             "peak RSS of this process (test client + local API + SDK): {} MiB",

@@ -36,6 +36,9 @@ pub enum Fault {
     AccessDenied,
     /// 400 ValidationException: the request is malformed (not retryable).
     Invalid,
+    /// TransactWriteItems cancelled because another transaction held one of its
+    /// items (reason `TransactionConflict` on the last action); nothing applied.
+    TransactionConflict,
 }
 
 struct Rule {
@@ -51,6 +54,129 @@ struct State {
     /// (operation, table) -> requests.
     counts: HashMap<(String, String), usize>,
     injected: usize,
+    /// Added before every forwarded request: a slow network makes requests overlap.
+    latency: std::time::Duration,
+    /// Per table, the key attributes of each global secondary index (for write units).
+    indexes: HashMap<String, Vec<Vec<String>>>,
+    /// Write units of the writes the emulator applied, computed from the items sent.
+    write_units: WriteUnits,
+}
+
+/// Write capacity units by the rules of DynamoDB's pricing, computed here from the
+/// request bodies (the emulator reports none for transactions and no index writes):
+/// each item written costs ceil(size / 1 KB), twice that inside a transaction, plus
+/// one unit per index whose key attributes the item has (the indexes project keys
+/// only, so an index item stays under 1 KB). An UpdateItem counts its item as under
+/// 1 KB (aggregate items are; `tests` asserts it).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteUnits {
+    pub table: u64,
+    pub indexes: u64,
+}
+
+impl WriteUnits {
+    pub fn total(&self) -> u64 {
+        self.table + self.indexes
+    }
+}
+
+/// An item's stored size: attribute names plus values (numbers: about one byte per two digits).
+pub fn item_size(item: &serde_json::Map<String, Value>) -> u64 {
+    item.iter()
+        .map(|(name, value)| name.len() as u64 + value_size(value))
+        .sum()
+}
+
+fn value_size(value: &Value) -> u64 {
+    let Some((kind, inner)) = value.as_object().and_then(|o| o.iter().next()) else {
+        return 0;
+    };
+    match (kind.as_str(), inner) {
+        ("S", Value::String(text)) | ("B", Value::String(text)) => text.len() as u64,
+        ("N", Value::String(number)) => {
+            let digits = number.chars().filter(char::is_ascii_digit).count() as u64;
+            digits.div_ceil(2) + 1
+        }
+        ("M", Value::Object(map)) => 3 + item_size(map) + map.len() as u64,
+        ("L", Value::Array(list)) => 3 + list.iter().map(|v| value_size(v) + 1).sum::<u64>(),
+        ("SS", Value::Array(list)) | ("NS", Value::Array(list)) => list
+            .iter()
+            .map(|v| v.as_str().map_or(0, |s| s.len() as u64))
+            .sum(),
+        _ => 1,
+    }
+}
+
+fn units_of_item(
+    indexes: &HashMap<String, Vec<Vec<String>>>,
+    table: &str,
+    item: &serde_json::Map<String, Value>,
+    factor: u64,
+) -> WriteUnits {
+    let index_units = indexes.get(table).map_or(0, |list| {
+        list.iter()
+            .filter(|keys| keys.iter().all(|k| item.contains_key(k)))
+            .count() as u64
+    });
+    WriteUnits {
+        table: factor * item_size(item).div_ceil(1024).max(1),
+        indexes: index_units,
+    }
+}
+
+/// Write units of one applied write request.
+fn write_units_of(
+    indexes: &HashMap<String, Vec<Vec<String>>>,
+    operation: &str,
+    request: &Value,
+) -> WriteUnits {
+    let mut units = WriteUnits::default();
+    let mut add = |u: WriteUnits| {
+        units.table += u.table;
+        units.indexes += u.indexes;
+    };
+    let table = request["TableName"].as_str().unwrap_or_default();
+    match operation {
+        "PutItem" => {
+            if let Some(item) = request["Item"].as_object() {
+                add(units_of_item(indexes, table, item, 1));
+            }
+        }
+        "UpdateItem" | "DeleteItem" => add(WriteUnits {
+            table: 1,
+            indexes: 0,
+        }),
+        "BatchWriteItem" => {
+            for (table, writes) in request["RequestItems"].as_object().into_iter().flatten() {
+                for write in writes.as_array().into_iter().flatten() {
+                    match write["PutRequest"]["Item"].as_object() {
+                        Some(item) => add(units_of_item(indexes, table, item, 1)),
+                        None => add(WriteUnits {
+                            table: 1,
+                            indexes: 0,
+                        }),
+                    }
+                }
+            }
+        }
+        "TransactWriteItems" => {
+            for action in request["TransactItems"].as_array().into_iter().flatten() {
+                if let Some(put) = action.get("Put") {
+                    let table = put["TableName"].as_str().unwrap_or_default();
+                    if let Some(item) = put["Item"].as_object() {
+                        add(units_of_item(indexes, table, item, 2));
+                    }
+                } else {
+                    add(WriteUnits {
+                        table: 2,
+                        indexes: 0,
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+    units
 }
 
 pub struct FaultProxy {
@@ -152,7 +278,24 @@ impl FaultProxy {
     }
 
     pub fn reset_counts(&self) {
-        self.state().counts.clear();
+        let mut state = self.state();
+        state.counts.clear();
+        state.write_units = WriteUnits::default();
+    }
+
+    /// Delays every forwarded request by `latency` (zero: none).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.state().latency = latency;
+    }
+
+    /// Declares a table's index key attributes, so that index writes are counted.
+    pub fn set_indexes(&self, table: &str, indexes: Vec<Vec<String>>) {
+        self.state().indexes.insert(table.to_owned(), indexes);
+    }
+
+    /// Write units of the writes applied since the last `reset_counts`.
+    pub fn write_units(&self) -> WriteUnits {
+        self.state().write_units
     }
 }
 
@@ -337,8 +480,50 @@ async fn handle(
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     let fault = take_fault(state, &operation, table_of(&body));
+    let latency = state.lock().unwrap_or_else(|p| p.into_inner()).latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     match fault {
-        None => forward(&parts, body, client, upstream).await,
+        None => {
+            let response = forward(&parts, body.clone(), client, upstream).await;
+            if response.status() == StatusCode::OK {
+                if let Ok(request) = serde_json::from_slice::<Value>(&body) {
+                    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                    let units = write_units_of(&state.indexes, &operation, &request);
+                    state.write_units.table += units.table;
+                    state.write_units.indexes += units.indexes;
+                }
+            }
+            response
+        }
+        Some(Fault::TransactionConflict) => {
+            let actions = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|r| r["TransactItems"].as_array().map(Vec::len))
+                .unwrap_or(1);
+            let reasons: Vec<Value> = (0..actions)
+                .map(|i| {
+                    if i + 1 == actions {
+                        json!({"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"})
+                    } else {
+                        json!({"Code": "None"})
+                    }
+                })
+                .collect();
+            let body = json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                "Message": "Transaction cancelled, please refer cancellation reasons for specific reasons",
+                "CancellationReasons": reasons,
+            });
+            let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            response.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/x-amz-json-1.0"),
+            );
+            response
+        }
         Some(Fault::Throttle) => dynamo_error(
             StatusCode::BAD_REQUEST,
             "ProvisionedThroughputExceededException",
