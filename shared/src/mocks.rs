@@ -3,12 +3,15 @@
 //! Lambda binaries), so that no build switches a feature on `shared` and every
 //! crate builds once per profile (docs/decisions/0009).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::domain::{AggregateDelta, StoredEvent, SubjectId, TenantId};
+use time::OffsetDateTime;
+
+use crate::domain::retention::StoredItem;
+use crate::domain::{AggregateDelta, RawEventRetention, StoredEvent, SubjectId, TenantId};
 use crate::keys;
-use crate::ports::{AggregateStore, EventRef, EventStore, Failures, StoreError, SubjectStore};
+use crate::ports::{EventStore, Recorded, StoreError, SubjectStore, TenantSettings};
 
 /// (pk, sk) of an item.
 pub type ItemKey = (String, String);
@@ -49,46 +52,59 @@ impl SubjectStore for MemoryStore {
 }
 
 impl EventStore for MemoryStore {
-    async fn existing_events(
+    /// Under one lock: what the DynamoDB transaction guarantees (store and count together).
+    async fn record_events(
         &self,
         tenant: &TenantId,
-        events: &[EventRef],
-    ) -> Result<HashSet<EventRef>, StoreError> {
-        let stored = lock(&self.events);
-        Ok(events
-            .iter()
-            .filter(|(account, id)| {
-                stored.contains_key(&(keys::account_pk(tenant, account), keys::event_sk(id)))
-            })
-            .cloned()
-            .collect())
-    }
-
-    async fn put_events(&self, tenant: &TenantId, events: &[StoredEvent]) -> Failures {
+        events: &[StoredEvent],
+        _retention: RawEventRetention,
+        _now: OffsetDateTime,
+    ) -> Vec<Recorded> {
         let mut stored = lock(&self.events);
-        for event in events {
-            stored.insert(
-                (
+        let mut aggregates = lock(&self.aggregates);
+        events
+            .iter()
+            .map(|event| {
+                let key = (
                     keys::account_pk(tenant, &event.account),
                     keys::event_sk(&event.id),
-                ),
-                event.clone(),
-            );
-        }
-        Failures::new()
-    }
-
-    async fn delete_events(&self, tenant: &TenantId, events: &[EventRef]) -> Failures {
-        let mut stored = lock(&self.events);
-        for (account, id) in events {
-            stored.remove(&(keys::account_pk(tenant, account), keys::event_sk(id)));
-        }
-        Failures::new()
+                );
+                if stored.contains_key(&key) {
+                    return Recorded::AlreadyStored;
+                }
+                stored.insert(key, event.clone());
+                for delta in AggregateDelta::group([event]) {
+                    let counters = aggregates
+                        .entry((
+                            keys::account_pk(tenant, &delta.account),
+                            keys::aggregate_sk(delta.hour),
+                        ))
+                        .or_default();
+                    for (name, amount) in delta.counters() {
+                        match counters.iter_mut().find(|(n, _)| *n == name) {
+                            Some((_, total)) => *total += amount,
+                            None => counters.push((name, amount)),
+                        }
+                    }
+                }
+                Recorded::Counted
+            })
+            .collect()
     }
 }
 
-/// Stores nothing, but encodes every event into its DynamoDB item as the real
-/// adapter would: the CPU benchmark measures the handler without any I/O.
+impl TenantSettings for MemoryStore {
+    async fn raw_event_retention(
+        &self,
+        _tenant: &TenantId,
+    ) -> Result<RawEventRetention, StoreError> {
+        Ok(RawEventRetention::default())
+    }
+}
+
+/// Stores nothing, but encodes every event and aggregate update into its
+/// DynamoDB item as the real adapter would: the CPU benchmark measures the
+/// handler without any I/O.
 #[derive(Default)]
 pub struct EncodeOnlyStore;
 
@@ -105,54 +121,34 @@ impl SubjectStore for EncodeOnlyStore {
     }
 }
 
-impl AggregateStore for EncodeOnlyStore {
-    async fn add_aggregates(&self, _tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
-        for delta in deltas {
+impl EventStore for EncodeOnlyStore {
+    async fn record_events(
+        &self,
+        tenant: &TenantId,
+        events: &[StoredEvent],
+        retention: RawEventRetention,
+        _now: OffsetDateTime,
+    ) -> Vec<Recorded> {
+        for event in events {
+            let expires_at =
+                crate::domain::retention::expires_at(StoredItem::RawEvent, event.time, retention);
+            std::hint::black_box(crate::adapters::dynamo::events::event_item(
+                tenant, event, expires_at,
+            ));
+        }
+        for delta in AggregateDelta::group(events) {
             std::hint::black_box(delta.counters());
         }
-        Failures::new()
+        vec![Recorded::Counted; events.len()]
     }
 }
 
-impl AggregateStore for MemoryStore {
-    async fn add_aggregates(&self, tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
-        let mut aggregates = lock(&self.aggregates);
-        for delta in deltas {
-            let counters = aggregates
-                .entry((
-                    keys::account_pk(tenant, &delta.account),
-                    keys::aggregate_sk(delta.hour),
-                ))
-                .or_default();
-            for (name, amount) in delta.counters() {
-                match counters.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, total)) => *total += amount,
-                    None => counters.push((name, amount)),
-                }
-            }
-        }
-        Failures::new()
-    }
-}
-
-impl EventStore for EncodeOnlyStore {
-    async fn existing_events(
+impl TenantSettings for EncodeOnlyStore {
+    async fn raw_event_retention(
         &self,
         _tenant: &TenantId,
-        _events: &[EventRef],
-    ) -> Result<HashSet<EventRef>, StoreError> {
-        Ok(HashSet::new())
-    }
-
-    async fn put_events(&self, tenant: &TenantId, events: &[StoredEvent]) -> Failures {
-        for event in events {
-            std::hint::black_box(crate::adapters::dynamo::events::event_item(tenant, event));
-        }
-        Failures::new()
-    }
-
-    async fn delete_events(&self, _tenant: &TenantId, _events: &[EventRef]) -> Failures {
-        Failures::new()
+    ) -> Result<RawEventRetention, StoreError> {
+        Ok(RawEventRetention::default())
     }
 }
 

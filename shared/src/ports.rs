@@ -2,7 +2,7 @@
 //! DynamoDB adapter (`adapters::dynamo::<thing>`); `mocks` implements the ingest
 //! ports in memory for benchmarks and unit tests.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 
 use thiserror::Error;
@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::domain::access::KeyRecord;
 use crate::domain::audit::{AuditDraft, AuditEntry};
 use crate::domain::{
-    AccountId, AggregateDelta, EventId, HourBucket, StoredEvent, SubjectId, TenantId,
+    AccountId, EventId, HourBucket, RawEventRetention, StoredEvent, SubjectId, TenantId,
 };
 
 /// Whether trying again later can succeed.
@@ -66,9 +66,6 @@ impl StoreError {
     }
 }
 
-/// Indices (into the slice given) of the items that could not be written, with why.
-pub type Failures = Vec<(usize, StoreError)>;
-
 pub type EventRef = (AccountId, EventId);
 
 /// Data subjects: the one link from a user id's lookup key to its pseudonym.
@@ -81,43 +78,45 @@ pub trait SubjectStore: Send + Sync {
     ) -> impl Future<Output = Result<HashMap<String, SubjectId>, StoreError>> + Send;
 }
 
-/// Stored events, keyed by account and id.
-pub trait EventStore: Send + Sync {
-    /// Which of these events are already stored.
-    fn existing_events(
-        &self,
-        tenant: &TenantId,
-        events: &[EventRef],
-    ) -> impl Future<Output = Result<HashSet<EventRef>, StoreError>> + Send;
+/// What became of one event handed to `EventStore::record_events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Stored and counted by this call.
+    Counted,
+    /// A live event with its key was already stored: neither stored nor counted again.
+    AlreadyStored,
+    /// Neither stored nor counted: the client may resend it (if retryable).
+    Failed(StoreError),
+}
 
-    fn put_events(
+/// Stored events, keyed by account and id, and their account-hour aggregates.
+pub trait EventStore: Send + Sync {
+    /// Stores each event unless a live one with its key is stored, and adds the
+    /// stored ones to their account-hour aggregate in the same transaction: an
+    /// event is counted exactly when it is stored, whatever runs concurrently.
+    /// One result per event, in order.
+    fn record_events(
         &self,
         tenant: &TenantId,
         events: &[StoredEvent],
-    ) -> impl Future<Output = Failures> + Send;
-
-    /// Removes events (compensation when their aggregate could not be updated).
-    fn delete_events(
-        &self,
-        tenant: &TenantId,
-        events: &[EventRef],
-    ) -> impl Future<Output = Failures> + Send;
+        retention: RawEventRetention,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Vec<Recorded>> + Send;
 }
 
-/// Per account-hour counters.
-pub trait AggregateStore: Send + Sync {
-    /// Adds each delta to its account-hour aggregate.
-    fn add_aggregates(
+/// Per-tenant settings ingestion needs.
+pub trait TenantSettings: Send + Sync {
+    /// The tenant's raw-event retention (the default unless it lowered it).
+    fn raw_event_retention(
         &self,
         tenant: &TenantId,
-        deltas: &[AggregateDelta],
-    ) -> impl Future<Output = Failures> + Send;
+    ) -> impl Future<Output = Result<RawEventRetention, StoreError>> + Send;
 }
 
-/// Everything ingestion writes.
-pub trait IngestStore: SubjectStore + EventStore + AggregateStore {}
+/// Everything ingestion reads and writes.
+pub trait IngestStore: SubjectStore + EventStore + TenantSettings {}
 
-impl<T: SubjectStore + EventStore + AggregateStore> IngestStore for T {}
+impl<T: SubjectStore + EventStore + TenantSettings> IngestStore for T {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revocation {

@@ -35,6 +35,7 @@ fn bench(c: &mut Criterion) {
         limits: Limits::default(),
         clock: || time::macros::datetime!(2026-11-01 12:00 UTC),
         emit_metrics: false,
+        retention: Default::default(),
     };
     let request = request();
     let response = runtime.block_on(handle(&request, &deps));

@@ -1,16 +1,17 @@
 //! `POST /v1/events`: validates, minimises and pseudonymises a batch of events,
 //! stores each once, and adds them to per-account hourly aggregates.
 //!
-//! Exactly-once counting: an event is counted only by the request that first
-//! stores it. Duplicates (same account and id) are found by one BatchGetItem per
-//! 100 events; the aggregate of an account-hour is updated once per batch, after
-//! its events are written; if that update fails, the events are removed again so
-//! that the client's retry stores and counts them. See docs/decisions/0003.
+//! Exactly-once counting: an event is counted only by the request that stores
+//! it, and in the same transaction (per account-hour, at most 99 events and the
+//! aggregate's update), conditional on no live event with its key: two requests
+//! carrying the same event at once count it once. See docs/decisions/0011.
 
 pub mod request;
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use serde::Serialize;
@@ -24,12 +25,12 @@ use vigil_shared::crypto::{CryptoError, SubjectLookup};
 use vigil_shared::domain::access::Scope;
 use vigil_shared::domain::validate::event_id_hint;
 use vigil_shared::domain::{
-    validate_event, AggregateDelta, Limits, StoredEvent, SubjectId, TenantId,
+    validate_event, Limits, RawEventRetention, StoredEvent, SubjectId, TenantId,
 };
 use vigil_shared::function::Function;
 use vigil_shared::http::error::RETRY_AFTER_SECONDS;
 use vigil_shared::http::{ApiError, Call, Reply};
-use vigil_shared::ports::{EventRef, IngestStore, StoreError};
+use vigil_shared::ports::{EventRef, IngestStore, Recorded, StoreError};
 use vigil_shared::telemetry;
 
 pub use request::{MAX_BODY_BYTES, MAX_EVENTS};
@@ -42,6 +43,7 @@ pub struct Deps<S> {
     pub clock: fn() -> OffsetDateTime,
     /// Print an EMF metrics line per request (off in benchmarks).
     pub emit_metrics: bool,
+    pub retention: RetentionCache,
 }
 
 #[derive(Debug, Error)]
@@ -66,6 +68,7 @@ impl Deps<IngestTables> {
             limits: Limits::default(),
             clock: OffsetDateTime::now_utc,
             emit_metrics: true,
+            retention: RetentionCache::default(),
         })
     }
 }
@@ -191,6 +194,12 @@ async fn ingest<S: IngestStore>(
     let tenant = &caller.tenant;
     let elements = request::parse_envelope(&request::body_bytes(call.request)?)?;
     let now = (deps.clock)();
+    let retention = deps.retention.get(tenant, &deps.store).await?;
+    // An event older than the tenant's retention would be stored already expired.
+    let limits = Limits {
+        max_age: deps.limits.max_age.min(retention.duration().unsigned_abs()),
+        ..deps.limits
+    };
 
     let mut results: Vec<EventResult> = Vec::with_capacity(elements.len());
     let mut valid = Vec::with_capacity(elements.len());
@@ -203,7 +212,7 @@ async fn ingest<S: IngestStore>(
             error: None,
             dropped_fields: Vec::new(),
         };
-        match validate_event(element, now, &deps.limits) {
+        match validate_event(element, now, &limits) {
             Err(rejection) => result.error = Some(rejection.message()),
             Ok(validated) => {
                 result.dropped_fields = validated.dropped;
@@ -220,8 +229,7 @@ async fn ingest<S: IngestStore>(
     }
 
     let pending = pseudonymise(tenant, valid, deps, &mut results).await;
-    let pending = drop_stored_duplicates(tenant, pending, &deps.store, &mut results).await;
-    store_and_count(tenant, pending, &deps.store, &mut results).await;
+    record(tenant, pending, retention, now, &deps.store, &mut results).await;
 
     let count = |status| results.iter().filter(|r| r.status == status).count();
     let permanent_failure = results
@@ -306,101 +314,64 @@ async fn pseudonymise<S: IngestStore>(
     pending
 }
 
-async fn drop_stored_duplicates<S: IngestStore>(
+/// Stores and counts the events together (one transaction per account-hour
+/// chunk): each is counted exactly when it is stored, so a failure leaves nothing
+/// to undo and a resend is always safe.
+async fn record<S: IngestStore>(
     tenant: &TenantId,
     pending: Vec<Pending>,
-    store: &S,
-    results: &mut [EventResult],
-) -> Vec<Pending> {
-    if pending.is_empty() {
-        return pending;
-    }
-    let refs: Vec<EventRef> = pending
-        .iter()
-        .map(|p| (p.event.account.clone(), p.event.id.clone()))
-        .collect();
-    match store.existing_events(tenant, &refs).await {
-        Ok(existing) => pending
-            .into_iter()
-            .zip(refs)
-            .filter_map(|(p, key)| {
-                if existing.contains(&key) {
-                    results[p.index].status = EventStatus::Duplicate;
-                    None
-                } else {
-                    Some(p)
-                }
-            })
-            .collect(),
-        Err(error) => {
-            for p in &pending {
-                mark_failed(results, p.index, "existing_events", &error);
-            }
-            Vec::new()
-        }
-    }
-}
-
-async fn store_and_count<S: IngestStore>(
-    tenant: &TenantId,
-    pending: Vec<Pending>,
+    retention: RawEventRetention,
+    now: OffsetDateTime,
     store: &S,
     results: &mut [EventResult],
 ) {
     if pending.is_empty() {
         return;
     }
-    let events: Vec<StoredEvent> = pending.iter().map(|p| p.event.clone()).collect();
-    let mut written = vec![true; pending.len()];
-    for (i, error) in store.put_events(tenant, &events).await {
-        written[i] = false;
-        mark_failed(results, pending[i].index, "put_events", &error);
-    }
-    let stored: Vec<&Pending> = pending
-        .iter()
-        .zip(&written)
-        .filter(|(_, ok)| **ok)
-        .map(|(p, _)| p)
-        .collect();
-    let deltas = AggregateDelta::group(stored.iter().map(|p| &p.event));
-    let failures = store.add_aggregates(tenant, &deltas).await;
-    if failures.is_empty() {
-        return;
-    }
-    // Uncounted events are removed, so that the client's retry stores and counts them.
-    let failed_groups: HashSet<(String, String)> = failures
-        .iter()
-        .map(|(i, _)| {
-            (
-                deltas[*i].account.as_str().to_owned(),
-                deltas[*i].hour.label(),
-            )
-        })
-        .collect();
-    let uncounted: Vec<&Pending> = stored
-        .into_iter()
-        .filter(|p| {
-            failed_groups.contains(&(p.event.account.as_str().to_owned(), p.event.hour().label()))
-        })
-        .collect();
-    let refs: Vec<EventRef> = uncounted
-        .iter()
-        .map(|p| (p.event.account.clone(), p.event.id.clone()))
-        .collect();
-    let undo_failures = store.delete_events(tenant, &refs).await;
-    let kept: HashSet<usize> = undo_failures.iter().map(|(i, _)| *i).collect();
-    let (_, aggregate_error) = &failures[0];
-    for (i, p) in uncounted.iter().enumerate() {
-        if kept.contains(&i) {
-            // Stored but not counted, and could not be removed: the aggregate drifts by
-            // this event. Reported as accepted (a retry would be a duplicate) and alarmed on.
-            tracing::error!(
-                event_index = p.index,
-                "aggregate drift: event stored but not counted"
-            );
-        } else {
-            mark_failed(results, p.index, "add_aggregates", aggregate_error);
+    let (indices, events): (Vec<usize>, Vec<StoredEvent>) =
+        pending.into_iter().map(|p| (p.index, p.event)).unzip();
+    let outcomes = store.record_events(tenant, &events, retention, now).await;
+    for (index, outcome) in indices.into_iter().zip(outcomes) {
+        match outcome {
+            Recorded::Counted => results[index].status = EventStatus::Accepted,
+            Recorded::AlreadyStored => results[index].status = EventStatus::Duplicate,
+            Recorded::Failed(error) => mark_failed(results, index, "record_events", &error),
         }
+    }
+}
+
+/// Each tenant's raw-event retention, read once per tenant and kept 5 minutes
+/// per warm container (docs/decisions/0010): a tenant that lowers it sees new
+/// events follow within 5 minutes, at one read per tenant per 5 minutes.
+#[derive(Default)]
+pub struct RetentionCache {
+    entries: Mutex<HashMap<TenantId, (RawEventRetention, Instant)>>,
+}
+
+const RETENTION_CACHE_TTL: Duration = Duration::from_secs(300);
+
+impl RetentionCache {
+    async fn get<S: IngestStore>(
+        &self,
+        tenant: &TenantId,
+        store: &S,
+    ) -> Result<RawEventRetention, StoreError> {
+        let cached = self
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .filter(|(_, at)| at.elapsed() < RETENTION_CACHE_TTL)
+            .map(|(retention, _)| *retention);
+        if let Some(retention) = cached {
+            return Ok(retention);
+        }
+        let retention = store.raw_event_retention(tenant).await?;
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.clone(), (retention, Instant::now()));
+        Ok(retention)
     }
 }
 
@@ -418,6 +389,7 @@ mod tests {
             limits: Limits::default(),
             clock: || time::macros::datetime!(2026-11-01 12:00 UTC),
             emit_metrics: false,
+            retention: RetentionCache::default(),
         }
     }
 

@@ -12,8 +12,7 @@ use time::OffsetDateTime;
 
 use super::ids::TenantId;
 
-/// How long entries are kept.
-pub const AUDIT_RETENTION: time::Duration = time::Duration::days(365);
+pub use super::retention::AUDIT_RETENTION;
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What happened, as the caller states it (pseudonymous ids only).

@@ -102,6 +102,11 @@ impl Event {
     pub fn hour(&self) -> HourBucket {
         HourBucket::of(self.time)
     }
+
+    /// `yyyy-mm` (UTC): the month the export reads it in.
+    pub fn month(&self) -> String {
+        format!("{:04}-{:02}", self.time.year(), u8::from(self.time.month()))
+    }
 }
 
 /// What is written to the events table.
@@ -128,5 +133,10 @@ impl StoredEvent {
 
     pub fn hour(&self) -> HourBucket {
         HourBucket::of(self.time)
+    }
+
+    /// `yyyy-mm` (UTC): the month the export reads it in.
+    pub fn month(&self) -> String {
+        format!("{:04}-{:02}", self.time.year(), u8::from(self.time.month()))
     }
 }

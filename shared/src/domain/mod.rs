@@ -6,9 +6,12 @@ pub mod aggregate;
 pub mod audit;
 pub mod event;
 pub mod ids;
+pub mod retention;
+pub mod subject;
 pub mod validate;
 
 pub use aggregate::{AggregateDelta, HourBucket};
 pub use event::{Event, EventData, Source, StoredEvent};
 pub use ids::{AccountId, EventId, SubjectId, TenantId};
+pub use retention::RawEventRetention;
 pub use validate::{validate_event, Limits, Rejection, Validated};

@@ -18,11 +18,11 @@ fn count_status(body: &Value, status: &str) -> usize {
 }
 
 #[tokio::test]
-async fn throttled_batch_writes_are_retried() {
+async fn throttled_transactions_are_retried() {
     let stack = TestStack::start().await;
     stack
         .proxy
-        .inject("BatchWriteItem", Fault::Throttle, Some(2));
+        .inject("TransactWriteItems", Fault::Throttle, Some(2));
     let (status, body) = stack
         .post_events("t", &batch("thr", 60, "acme", &hours_ago(1, 0)))
         .await;
@@ -30,9 +30,9 @@ async fn throttled_batch_writes_are_retried() {
     assert_eq!(body["accepted"], 60);
     assert_eq!(stack.proxy.injected(), 2);
     assert_eq!(
-        stack.proxy.count("BatchWriteItem"),
-        3 + 2,
-        "3 writes plus 2 throttled attempts"
+        stack.proxy.count("TransactWriteItems"),
+        1 + 2,
+        "one transaction plus 2 throttled attempts"
     );
     assert_eq!(stack.scan("EventsTable").await.len(), 60);
     assert_eq!(calls(&stack.scan("AggregatesTable").await), 60);
@@ -40,33 +40,40 @@ async fn throttled_batch_writes_are_retried() {
 }
 
 #[tokio::test]
-async fn unprocessed_items_are_retried_until_written() {
+async fn transactions_cancelled_by_a_conflict_are_retried() {
     let stack = TestStack::start().await;
     stack
         .proxy
-        .inject("BatchWriteItem", Fault::Unprocessed, Some(3));
+        .inject("TransactWriteItems", Fault::TransactionConflict, Some(3));
     let (status, body) = stack
-        .post_events("t", &batch("unp", 40, "acme", &hours_ago(1, 0)))
+        .post_events("t", &batch("conf", 40, "acme", &hours_ago(1, 0)))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], 40);
+    assert_eq!(stack.proxy.count("TransactWriteItems"), 1 + 3);
     assert_eq!(stack.scan("EventsTable").await.len(), 40);
     assert_eq!(calls(&stack.scan("AggregatesTable").await), 40);
     stack.shutdown().await;
 }
 
 #[tokio::test]
-async fn a_lost_write_response_does_not_double_count() {
+async fn a_lost_transaction_response_does_not_double_count() {
     let stack = TestStack::start().await;
-    // Applied by the emulator, then answered with a 500: the SDK retries the same puts.
+    // Applied by the emulator, then answered with a 500: the SDK sends the same
+    // transaction again (same token). AWS answers it as done; the emulator
+    // cancels it (every put's condition fails): either way it counts once.
     stack
         .proxy
-        .inject("BatchWriteItem", Fault::ForwardThenFail, Some(1));
+        .inject("TransactWriteItems", Fault::ForwardThenFail, Some(1));
     let (status, body) = stack
         .post_events("t", &batch("lost", 10, "acme", &hours_ago(1, 0)))
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["accepted"], 10);
+    assert_eq!(
+        count_status(&body, "accepted") + count_status(&body, "duplicate"),
+        10,
+        "{body}"
+    );
     assert_eq!(stack.scan("EventsTable").await.len(), 10);
     assert_eq!(calls(&stack.scan("AggregatesTable").await), 10);
     stack.shutdown().await;
@@ -78,7 +85,7 @@ async fn writes_that_keep_failing_are_reported_and_recovered_by_a_resend() {
     let events = batch("down", 30, "acme", &hours_ago(1, 0));
     stack
         .proxy
-        .inject("BatchWriteItem", Fault::ServerError, None);
+        .inject("TransactWriteItems", Fault::ServerError, None);
     let (status, body) = stack.post_events("t", &events).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["failed"], 30);
@@ -101,52 +108,45 @@ async fn writes_that_keep_failing_are_reported_and_recovered_by_a_resend() {
 }
 
 #[tokio::test]
-async fn unprocessed_items_that_never_clear_are_reported_per_event() {
+async fn conflicts_that_never_clear_fail_the_events_and_store_nothing() {
     let stack = TestStack::start().await;
-    let events = batch("part", 20, "acme", &hours_ago(1, 0));
+    let events = batch("hot", 20, "acme", &hours_ago(1, 0));
     stack
         .proxy
-        .inject("BatchWriteItem", Fault::Unprocessed, None);
+        .inject("TransactWriteItems", Fault::TransactionConflict, None);
     let (status, body) = stack.post_events("t", &events).await;
-    assert_eq!(status, 200, "{body}");
-    let (accepted, failed) = (
-        count_status(&body, "accepted"),
-        count_status(&body, "failed"),
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(count_status(&body, "failed"), 20);
+    assert_eq!(
+        stack.proxy.count("TransactWriteItems"),
+        10,
+        "the contended budget"
     );
-    assert_eq!(accepted + failed, 20);
-    assert!(
-        failed > 0 && accepted > 0,
-        "accepted {accepted}, failed {failed}"
-    );
-    assert_eq!(stack.scan("EventsTable").await.len(), accepted);
-    assert_eq!(calls(&stack.scan("AggregatesTable").await), accepted as u64);
+    assert!(stack.scan("EventsTable").await.is_empty());
+    assert!(stack.scan("AggregatesTable").await.is_empty());
 
     stack.proxy.clear_faults();
     let (_, body) = stack.post_events("t", &events).await;
-    assert_eq!(
-        (
-            count_status(&body, "accepted"),
-            count_status(&body, "duplicate")
-        ),
-        (failed, accepted)
-    );
+    assert_eq!(body["accepted"], 20);
     assert_eq!(stack.scan("EventsTable").await.len(), 20);
     assert_eq!(calls(&stack.scan("AggregatesTable").await), 20);
     stack.shutdown().await;
 }
 
 #[tokio::test]
-async fn a_failed_aggregate_update_undoes_its_events_so_a_resend_counts_them() {
+async fn an_aggregate_that_cannot_be_updated_leaves_its_events_unstored() {
+    // The update and the puts are one transaction: no event is ever stored
+    // uncounted (the "aggregate drift" of the earlier design cannot happen).
     let stack = TestStack::start().await;
     let events = batch("agg", 12, "acme", &hours_ago(1, 0));
-    stack.proxy.inject("UpdateItem", Fault::ServerError, None);
+    stack
+        .proxy
+        .inject("TransactWriteItems", Fault::Invalid, None);
     let (status, body) = stack.post_events("t", &events).await;
-    assert_eq!(status, 503, "{body}");
+    assert_eq!(status, 500, "{body}");
     assert_eq!(body["failed"], 12);
-    assert!(
-        stack.scan("EventsTable").await.is_empty(),
-        "uncounted events are removed"
-    );
+    assert!(stack.scan("EventsTable").await.is_empty());
+    assert!(stack.scan("AggregatesTable").await.is_empty());
 
     stack.proxy.clear_faults();
     let (_, body) = stack.post_events("t", &events).await;
@@ -157,32 +157,32 @@ async fn a_failed_aggregate_update_undoes_its_events_so_a_resend_counts_them() {
 }
 
 #[tokio::test]
-async fn a_failed_duplicate_check_stores_nothing() {
+async fn unprocessed_keys_of_a_subject_lookup_are_retried() {
     let stack = TestStack::start().await;
-    stack.proxy.inject("BatchGetItem", Fault::Throttle, None);
-    let (status, body) = stack
-        .post_events("t", &batch("get", 5, "acme", &hours_ago(1, 0)))
+    let (_, first) = stack
+        .post_events("t", &batch("keys", 8, "acme", &hours_ago(1, 0)))
         .await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["failed"], 5);
-    assert_eq!(stack.proxy.count("BatchWriteItem"), 0);
-    assert!(stack.scan("EventsTable").await.is_empty());
-    stack.shutdown().await;
-}
-
-#[tokio::test]
-async fn unprocessed_keys_of_a_duplicate_check_are_retried() {
-    let stack = TestStack::start().await;
-    let events = batch("keys", 8, "acme", &hours_ago(1, 0));
-    let (_, first) = stack.post_events("t", &events).await;
     assert_eq!(first["accepted"], 8);
+    stack.proxy.reset_counts();
     stack
         .proxy
         .inject("BatchGetItem", Fault::Unprocessed, Some(4));
-    let (status, again) = stack.post_events("t", &events).await;
+    // The same users, new events: their subjects are read, not created again.
+    let mut more = batch("keys", 8, "acme", &hours_ago(1, 0));
+    for (i, event) in more["events"]
+        .as_array_mut()
+        .expect("events")
+        .iter_mut()
+        .enumerate()
+    {
+        event["id"] = Value::from(format!("more-{i}"));
+    }
+    let (status, again) = stack.post_events("t", &more).await;
     assert_eq!(status, 200, "{again}");
-    assert_eq!(again["duplicates"], 8, "unprocessed keys were read again");
-    assert_eq!(calls(&stack.scan("AggregatesTable").await), 8);
+    assert_eq!(again["accepted"], 8, "unprocessed keys were read again");
+    assert!(stack.proxy.injected() >= 1);
+    assert_eq!(stack.proxy.count("PutItem"), 0, "no subject created twice");
+    assert_eq!(calls(&stack.scan("AggregatesTable").await), 16);
     stack.shutdown().await;
 }
 

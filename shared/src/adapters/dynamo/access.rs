@@ -4,13 +4,13 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use time::OffsetDateTime;
 
-use super::codec::{s, text, time_of, timestamp, Item};
+use super::codec::{n, s, text, time_of, timestamp, Item};
 use super::{applied, failed, table_name, Dynamo};
 use crate::config::{Config, ConfigError, Setting};
 use crate::domain::access::{KeyRecord, Scope};
-use crate::domain::TenantId;
+use crate::domain::{RawEventRetention, TenantId};
 use crate::keys;
-use crate::ports::{AccessStore, Revocation, StoreError};
+use crate::ports::{AccessStore, Revocation, StoreError, TenantSettings};
 
 #[derive(Debug, Clone)]
 pub struct TenantTable {
@@ -77,6 +77,62 @@ fn key_record(tenant: &TenantId, item: &Item) -> Result<KeyRecord, StoreError> {
         revoked_at: time_of(item, "revoked_at"),
         last_used_hour: text(item, "last_used_hour"),
     })
+}
+
+impl TenantTable {
+    /// Lowers (or restores) the tenant's raw-event retention; false if no such tenant.
+    pub async fn set_raw_event_retention(
+        &self,
+        tenant: &TenantId,
+        retention: RawEventRetention,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .db
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::tenant_pk(tenant)))
+            .key(keys::SK, s(keys::TENANT_SK))
+            .update_expression("SET raw_event_days = :days, updated_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":days", n(retention.as_days()))
+            .expression_attribute_values(":now", timestamp(now))
+            .send()
+            .await;
+        applied("UpdateItem", result)
+    }
+}
+
+impl TenantSettings for TenantTable {
+    async fn raw_event_retention(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<RawEventRetention, StoreError> {
+        let out = self
+            .db
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::tenant_pk(tenant)))
+            .key(keys::SK, s(keys::TENANT_SK))
+            .projection_expression("raw_event_days")
+            .send()
+            .await
+            .map_err(|e| failed("GetItem", e))?;
+        let days = out
+            .item
+            .as_ref()
+            .and_then(|item| item.get("raw_event_days"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        match days {
+            None => Ok(RawEventRetention::default()),
+            Some(days) => {
+                RawEventRetention::days(days).ok_or_else(|| StoreError::corrupt("tenant retention"))
+            }
+        }
+    }
 }
 
 impl AccessStore for TenantTable {

@@ -1,14 +1,16 @@
 //! Aggregates table: one item of counters per account-hour. Ingestion adds to
-//! them; the dashboard reads ranges of hours.
+//! them inside the transaction that stores the events (`ingest.rs`); the
+//! dashboard reads ranges of hours.
 
-use futures_util::stream::{self, StreamExt};
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use time::OffsetDateTime;
 
-use super::codec::{n, now, s, text};
-use super::{failed, table_name, Dynamo, CONCURRENT_WRITES};
+use super::codec::{is_live, n, s, text, timestamp};
+use super::{table_name, unbuildable, Dynamo};
 use crate::config::{Config, ConfigError, Setting};
 use crate::domain::{AccountId, AggregateDelta, HourBucket, TenantId};
 use crate::keys;
-use crate::ports::{AggregateStore, Failures, HourlyUsage, StoreError, UsageStore};
+use crate::ports::{HourlyUsage, StoreError, UsageStore};
 
 #[derive(Debug, Clone)]
 pub struct AggregateTable {
@@ -24,47 +26,35 @@ impl AggregateTable {
         })
     }
 
-    async fn add(&self, tenant: &TenantId, delta: &AggregateDelta) -> Result<(), StoreError> {
+    /// The update adding `delta` to its account-hour aggregate, as one action of
+    /// the ingestion transaction that stores the delta's events.
+    pub(crate) fn add_action(
+        &self,
+        tenant: &TenantId,
+        delta: &AggregateDelta,
+        now: OffsetDateTime,
+    ) -> Result<TransactWriteItem, StoreError> {
         let counters = delta.counters();
         let mut expression = String::from("SET updated_at = :now ADD ");
-        let mut request = self
-            .db
-            .client
-            .update_item()
+        let mut update = Update::builder()
             .table_name(&self.name)
             .key(keys::PK, s(keys::account_pk(tenant, &delta.account)))
             .key(keys::SK, s(keys::aggregate_sk(delta.hour)))
-            .expression_attribute_values(":now", now());
+            .expression_attribute_values(":now", timestamp(now));
         for (i, (name, amount)) in counters.iter().enumerate() {
             if i > 0 {
                 expression.push_str(", ");
             }
             expression.push_str(&format!("#c{i} :c{i}"));
-            request = request
+            update = update
                 .expression_attribute_names(format!("#c{i}"), name)
                 .expression_attribute_values(format!(":c{i}"), n(amount));
         }
-        request
+        let update = update
             .update_expression(expression)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| failed("UpdateItem", e))
-    }
-}
-
-impl AggregateStore for AggregateTable {
-    async fn add_aggregates(&self, tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
-        let updates: Vec<_> = deltas.iter().map(|delta| self.add(tenant, delta)).collect();
-        let outcomes: Vec<Result<(), StoreError>> = stream::iter(updates)
-            .buffered(CONCURRENT_WRITES)
-            .collect()
-            .await;
-        outcomes
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, outcome)| outcome.err().map(|e| (i, e)))
-            .collect()
+            .build()
+            .map_err(|e| unbuildable("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 }
 
@@ -85,10 +75,12 @@ impl UsageStore for AggregateTable {
             .expression_attribute_values(":pk", s(keys::account_pk(tenant, account)))
             .expression_attribute_values(":from", s(keys::aggregate_sk(from)))
             .expression_attribute_values(":to", s(keys::aggregate_sk(to)));
+        let now = OffsetDateTime::now_utc();
         self.db
             .query(query, None)
             .await?
             .iter()
+            .filter(|item| is_live(item, now))
             .map(|item| {
                 let hour = text(item, keys::SK)
                     .and_then(|sk| keys::aggregate_hour(&sk).map(str::to_owned))

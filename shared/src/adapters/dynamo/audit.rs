@@ -2,10 +2,11 @@
 
 use time::OffsetDateTime;
 
-use super::codec::{n, s, text, time_of, timestamp, Item};
+use super::codec::{is_live, n, s, text, time_of, timestamp, Item, EXPIRES_AT};
 use super::{applied, failed, table_name, Dynamo};
 use crate::config::{Config, ConfigError, Setting};
-use crate::domain::audit::{AuditDraft, AuditEntry, AUDIT_RETENTION};
+use crate::domain::audit::{AuditDraft, AuditEntry};
+use crate::domain::retention::{self, RawEventRetention, StoredItem};
 use crate::domain::TenantId;
 use crate::keys;
 use crate::ports::{AuditLog, StoreError};
@@ -57,10 +58,13 @@ fn audit_item(tenant: &TenantId, entry: &AuditEntry) -> Item {
     item.insert("prev_hash".into(), s(&entry.prev_hash));
     item.insert("prev_time".into(), s(&entry.prev_time));
     item.insert("hash".into(), s(&entry.hash));
-    item.insert(
-        "expires_at".into(),
-        n((entry.time + AUDIT_RETENTION).unix_timestamp()),
-    );
+    if let Some(at) = retention::expires_at(
+        StoredItem::AuditEntry,
+        entry.time,
+        RawEventRetention::default(),
+    ) {
+        item.insert(EXPIRES_AT.into(), n(at.unix_timestamp()));
+    }
     item
 }
 
@@ -136,10 +140,12 @@ impl AuditLog for AuditTable {
             .expression_attribute_values(":pk", s(keys::audit_pk(tenant)))
             .expression_attribute_values(":after", s(keys::audit_sk(after_seq.unwrap_or(0))))
             .consistent_read(true);
+        let now = OffsetDateTime::now_utc();
         self.db
             .query(query, limit)
             .await?
             .iter()
+            .filter(|item| is_live(item, now))
             .map(audit_entry)
             .collect()
     }

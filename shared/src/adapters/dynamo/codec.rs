@@ -3,13 +3,25 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::keys;
 
 pub type Item = HashMap<String, AttributeValue>;
+
+/// The TTL attribute (epoch seconds) of every table with expiring items.
+pub const EXPIRES_AT: &str = "expires_at";
+
+/// Whether an item is still to be read (not past its `expires_at`).
+pub fn is_live(item: &Item, now: OffsetDateTime) -> bool {
+    let expiry = item
+        .get(EXPIRES_AT)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok());
+    crate::domain::retention::is_live(expiry, now)
+}
 
 pub fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -45,16 +57,4 @@ pub fn key_of(item: &Item) -> (Option<&str>, Option<&str>) {
             .map(String::as_str)
     };
     (text(keys::PK), text(keys::SK))
-}
-
-/// The key of a put or delete request, to match unprocessed items to their requests.
-pub fn write_request_key(request: &WriteRequest) -> (Option<String>, Option<String>) {
-    let item = request
-        .put_request()
-        .map(PutRequest::item)
-        .or_else(|| request.delete_request().map(DeleteRequest::key));
-    match item.map(key_of) {
-        Some((pk, sk)) => (pk.map(str::to_owned), sk.map(str::to_owned)),
-        None => (None, None),
-    }
 }

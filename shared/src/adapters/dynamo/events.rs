@@ -1,15 +1,19 @@
-//! Events table: one item per event, keyed by tenant, account and event id.
+//! Events table: one item per event, keyed by tenant, account and event id,
+//! with an expiry from the retention module and the keys of two sparse indexes
+//! (a subject's events, a tenant's month). Events are written only inside the
+//! ingestion transaction (`ingest.rs`), never on their own.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use time::OffsetDateTime;
 
-use super::codec::{key_of, n, s, timestamp, Item};
-use super::{table_name, Dynamo};
+use super::codec::{is_live, key_of, n, s, timestamp, Item, EXPIRES_AT};
+use super::{table_name, unbuildable, Dynamo};
 use crate::config::{Config, ConfigError, Setting};
-use crate::domain::{EventData, StoredEvent, TenantId};
+use crate::domain::{AccountId, EventData, EventId, StoredEvent, SubjectId, TenantId};
 use crate::keys;
-use crate::ports::{EventRef, EventStore, Failures, StoreError};
+use crate::ports::{EventRef, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct EventTable {
@@ -33,15 +37,31 @@ fn event_key(tenant: &TenantId, (account, id): &EventRef) -> Item {
     ])
 }
 
-/// The stored form of an event: allow-listed fields only, the subject as a pseudonym.
-pub fn event_item(tenant: &TenantId, event: &StoredEvent) -> Item {
+/// The stored form of an event: allow-listed fields only, the subject as a
+/// pseudonym, its expiry, and the keys of the indexes it belongs to.
+pub fn event_item(
+    tenant: &TenantId,
+    event: &StoredEvent,
+    expires_at: Option<OffsetDateTime>,
+) -> Item {
     let mut item = event_key(tenant, &(event.account.clone(), event.id.clone()));
     item.insert("account".into(), s(event.account.as_str()));
     item.insert("source".into(), s(event.data.source().as_str()));
     item.insert("ts".into(), timestamp(event.time));
     item.insert("hour".into(), s(event.hour().label()));
+    item.insert(
+        keys::MONTH_KEY.into(),
+        s(keys::month_index_pk(tenant, &event.month(), &event.account)),
+    );
     if let Some(subject) = &event.subject {
         item.insert("subject".into(), s(subject.as_str()));
+        item.insert(
+            keys::SUBJECT_KEY.into(),
+            s(keys::subject_index_pk(tenant, subject)),
+        );
+    }
+    if let Some(at) = expires_at {
+        item.insert(EXPIRES_AT.into(), n(at.unix_timestamp()));
     }
     let mut data: Item = HashMap::new();
     match &event.data {
@@ -93,51 +113,97 @@ pub fn event_item(tenant: &TenantId, event: &StoredEvent) -> Item {
     item
 }
 
-impl EventStore for EventTable {
-    async fn existing_events(
+impl EventTable {
+    /// A put of a new event, refused (ConditionalCheckFailed) if a live event
+    /// with its key is stored: the ingestion transaction's duplicate check.
+    pub(crate) fn put_new(
         &self,
         tenant: &TenantId,
-        events: &[EventRef],
-    ) -> Result<HashSet<EventRef>, StoreError> {
-        let by_key: HashMap<(String, String), &EventRef> = events
-            .iter()
-            .map(|event| {
-                (
-                    (keys::account_pk(tenant, &event.0), keys::event_sk(&event.1)),
-                    event,
-                )
-            })
-            .collect();
-        let item_keys = events.iter().map(|e| event_key(tenant, e)).collect();
-        let found = self.db.batch_get(&self.name, item_keys, "pk, sk").await?;
-        Ok(found
-            .iter()
-            .filter_map(|item| match key_of(item) {
-                (Some(pk), Some(sk)) => by_key
-                    .get(&(pk.to_owned(), sk.to_owned()))
-                    .map(|e| (*e).clone()),
-                _ => None,
-            })
+        event: &StoredEvent,
+        expires_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.name)
+            .set_item(Some(event_item(tenant, event, expires_at)))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now.unix_timestamp()))
+            .build()
+            .map_err(|e| unbuildable("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    async fn query_index(
+        &self,
+        index: &str,
+        key_attribute: &str,
+        pk: String,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Item>, StoreError> {
+        let query = self
+            .db
+            .client
+            .query()
+            .table_name(&self.name)
+            .index_name(index)
+            .key_condition_expression("#k = :pk")
+            .expression_attribute_names("#k", key_attribute)
+            .expression_attribute_values(":pk", s(pk));
+        Ok(self
+            .db
+            .query(query, None)
+            .await?
+            .into_iter()
+            .filter(|item| is_live(item, now))
             .collect())
     }
 
-    async fn put_events(&self, tenant: &TenantId, events: &[StoredEvent]) -> Failures {
-        let requests = events.iter().map(|event| {
-            PutRequest::builder()
-                .set_item(Some(event_item(tenant, event)))
-                .build()
-                .map(|put| WriteRequest::builder().put_request(put).build())
-        });
-        self.db.write_all(&self.name, requests).await
+    /// A subject's live events, by the sparse `by_subject` index: the cost is
+    /// what the person has, not what the table holds.
+    pub async fn subject_events(
+        &self,
+        tenant: &TenantId,
+        subject: &SubjectId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<EventRef>, StoreError> {
+        let pk = keys::subject_index_pk(tenant, subject);
+        let items = self
+            .query_index(keys::BY_SUBJECT, keys::SUBJECT_KEY, pk, now)
+            .await?;
+        items.iter().map(|item| event_ref(tenant, item)).collect()
     }
 
-    async fn delete_events(&self, tenant: &TenantId, events: &[EventRef]) -> Failures {
-        let requests = events.iter().map(|event| {
-            DeleteRequest::builder()
-                .set_key(Some(event_key(tenant, event)))
-                .build()
-                .map(|delete| WriteRequest::builder().delete_request(delete).build())
-        });
-        self.db.write_all(&self.name, requests).await
+    /// A tenant's live events of a month (`yyyy-mm`), by the `by_month` index
+    /// (one query per shard).
+    pub async fn month_events(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<EventRef>, StoreError> {
+        let mut refs = Vec::new();
+        for shard in 0..keys::MONTH_SHARDS {
+            let pk = keys::month_shard_pk(tenant, month, shard);
+            for item in self
+                .query_index(keys::BY_MONTH, keys::MONTH_KEY, pk, now)
+                .await?
+            {
+                refs.push(event_ref(tenant, &item)?);
+            }
+        }
+        Ok(refs)
+    }
+}
+
+/// The account and id of a stored event, from its keys.
+fn event_ref(tenant: &TenantId, item: &Item) -> Result<EventRef, StoreError> {
+    let (Some(pk), Some(sk)) = key_of(item) else {
+        return Err(StoreError::corrupt("event key"));
+    };
+    let account = keys::account_of_pk(tenant, pk).and_then(|a| AccountId::parse(a).ok());
+    let id = keys::event_id_of_sk(sk).and_then(|id| EventId::parse(id).ok());
+    match (account, id) {
+        (Some(account), Some(id)) => Ok((account, id)),
+        _ => Err(StoreError::corrupt("event key")),
     }
 }

@@ -1,18 +1,43 @@
-//! The tables ingestion writes, as one `IngestStore`: each port is served by its
-//! own adapter.
+//! What ingestion writes, as one `IngestStore`: subjects, tenant settings, and
+//! the events with their aggregates, written together.
+//!
+//! Exact counting (docs/decisions/0011): the new events of one account-hour and
+//! the update of that account-hour's aggregate go in one TransactWriteItems (at
+//! most 99 events and the update). Each event's put is conditional on no live
+//! event with its key, so of two requests carrying the same event at the same
+//! moment exactly one stores and counts it; the other's transaction is cancelled,
+//! names the event as a duplicate and is retried without it. Nothing is ever
+//! stored uncounted or counted unstored, so nothing needs undoing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
-use super::{AggregateTable, Dynamo, EventTable, SubjectTable};
+use futures_util::stream::{self, StreamExt};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::{
+    AggregateTable, Cancelled, Dynamo, EventTable, SubjectTable, TenantTable, CONCURRENT_WRITES,
+    MAX_TRANSACT_ACTIONS,
+};
 use crate::config::{Config, ConfigError};
-use crate::domain::{AggregateDelta, StoredEvent, SubjectId, TenantId};
-use crate::ports::{AggregateStore, EventRef, EventStore, Failures, StoreError, SubjectStore};
+use crate::domain::retention::{self, StoredItem};
+use crate::domain::{AccountId, AggregateDelta, HourBucket, RawEventRetention, StoredEvent};
+use crate::domain::{SubjectId, TenantId};
+use crate::ports::{EventStore, FailureKind, Recorded, StoreError, SubjectStore, TenantSettings};
+
+/// Events per transaction: the limit less the aggregate's update.
+pub const EVENTS_PER_TRANSACTION: usize = MAX_TRANSACT_ACTIONS - 1;
+/// Attempts for a transaction cancelled by contention (conflicts, throttling):
+/// more than the default, since eight clients on one account contend by design.
+const CONTENDED_ATTEMPTS: u32 = 10;
 
 #[derive(Debug, Clone)]
 pub struct IngestTables {
     pub events: EventTable,
     pub subjects: SubjectTable,
     pub aggregates: AggregateTable,
+    pub tenants: TenantTable,
+    db: Dynamo,
 }
 
 impl IngestTables {
@@ -21,7 +46,186 @@ impl IngestTables {
             events: EventTable::new(db, config)?,
             subjects: SubjectTable::new(db, config)?,
             aggregates: AggregateTable::new(db, config)?,
+            tenants: TenantTable::new(db, config)?,
+            db: db.clone(),
         })
+    }
+
+    /// Records one chunk of one account-hour (at most `EVENTS_PER_TRANSACTION`).
+    async fn record_chunk(
+        &self,
+        tenant: &TenantId,
+        chunk: Vec<(usize, &StoredEvent)>,
+        retention: RawEventRetention,
+        now: OffsetDateTime,
+    ) -> Vec<(usize, Recorded)> {
+        let mut done = Vec::with_capacity(chunk.len());
+        let mut pending = chunk;
+        let mut attempt = 1;
+        while !pending.is_empty() {
+            let actions = match self.actions(tenant, &pending, retention, now) {
+                Ok(actions) => actions,
+                Err(error) => {
+                    done.extend(
+                        pending
+                            .iter()
+                            .map(|(i, _)| (*i, Recorded::Failed(error.clone()))),
+                    );
+                    break;
+                }
+            };
+            let token = transaction_token(tenant, &pending, now);
+            match self.db.transact(actions, token).await {
+                Ok(()) => {
+                    done.extend(pending.iter().map(|(i, _)| (*i, Recorded::Counted)));
+                    break;
+                }
+                // Already stored (by an earlier or a concurrent request): drop them and
+                // try the rest at once; each round removes at least one event.
+                Err(Cancelled::Conditions(failed)) => {
+                    let mut kept = Vec::with_capacity(pending.len());
+                    for (position, entry) in pending.into_iter().enumerate() {
+                        if failed.get(position).copied().unwrap_or(false) {
+                            done.push((entry.0, Recorded::AlreadyStored));
+                        } else {
+                            kept.push(entry);
+                        }
+                    }
+                    pending = kept;
+                }
+                Err(Cancelled::Other(error))
+                    if error.is_retryable() && attempt < CONTENDED_ATTEMPTS =>
+                {
+                    tracing::debug!(attempt, error = %error, "transaction contended; retrying");
+                    self.db.retry.sleep_before(attempt).await;
+                    attempt += 1;
+                }
+                Err(Cancelled::Other(error) | Cancelled::Failed(error)) => {
+                    let error = match error {
+                        StoreError::Failed {
+                            kind: FailureKind::Retryable,
+                            ..
+                        } if attempt >= CONTENDED_ATTEMPTS => StoreError::Exhausted {
+                            operation: "TransactWriteItems",
+                            attempts: attempt,
+                        },
+                        other => other,
+                    };
+                    done.extend(
+                        pending
+                            .iter()
+                            .map(|(i, _)| (*i, Recorded::Failed(error.clone()))),
+                    );
+                    break;
+                }
+            }
+        }
+        done
+    }
+
+    /// The chunk's conditional puts, then its aggregate's update.
+    fn actions(
+        &self,
+        tenant: &TenantId,
+        pending: &[(usize, &StoredEvent)],
+        retention: RawEventRetention,
+        now: OffsetDateTime,
+    ) -> Result<Vec<aws_sdk_dynamodb::types::TransactWriteItem>, StoreError> {
+        let mut actions = Vec::with_capacity(pending.len() + 1);
+        for (_, event) in pending {
+            let expires_at = retention::expires_at(StoredItem::RawEvent, event.time, retention);
+            actions.push(self.events.put_new(tenant, event, expires_at, now)?);
+        }
+        let delta = AggregateDelta::group(pending.iter().map(|(_, e)| *e));
+        for delta in &delta {
+            actions.push(self.aggregates.add_action(tenant, delta, now)?);
+        }
+        Ok(actions)
+    }
+}
+
+/// The chunks of a batch: by account-hour, at most `EVENTS_PER_TRANSACTION` each.
+/// Chunks of one account-hour touch the same aggregate item, so they are run one
+/// after another (together they would conflict with each other).
+pub fn account_hour_chunks(events: &[StoredEvent]) -> Vec<Vec<Vec<(usize, &StoredEvent)>>> {
+    let mut groups: BTreeMap<(AccountId, HourBucket), Vec<(usize, &StoredEvent)>> = BTreeMap::new();
+    for (i, event) in events.iter().enumerate() {
+        groups
+            .entry((event.account.clone(), event.hour()))
+            .or_default()
+            .push((i, event));
+    }
+    groups
+        .into_values()
+        .map(|group| {
+            group
+                .chunks(EVENTS_PER_TRANSACTION)
+                .map(<[_]>::to_vec)
+                .collect()
+        })
+        .collect()
+}
+
+/// Idempotency token of one attempt's content (at most 36 characters): the same
+/// content retried by the SDK gets the same token; another request, or the same
+/// chunk less its duplicates, gets another.
+fn transaction_token(
+    tenant: &TenantId,
+    pending: &[(usize, &StoredEvent)],
+    now: OffsetDateTime,
+) -> String {
+    let mut hash = Sha256::new();
+    hash.update(tenant.as_str());
+    hash.update(now.unix_timestamp_nanos().to_be_bytes());
+    for (_, event) in pending {
+        hash.update(event.account.as_str());
+        hash.update([0]);
+        hash.update(event.id.as_str());
+        hash.update([0]);
+    }
+    hex::encode(&hash.finalize()[..16])
+}
+
+impl EventStore for IngestTables {
+    async fn record_events(
+        &self,
+        tenant: &TenantId,
+        events: &[StoredEvent],
+        retention: RawEventRetention,
+        now: OffsetDateTime,
+    ) -> Vec<Recorded> {
+        let groups = account_hour_chunks(events);
+        // Futures are built eagerly: closures returning async blocks trip the Send check.
+        let jobs: Vec<_> = groups
+            .into_iter()
+            .map(|chunks| async move {
+                let mut out = Vec::new();
+                for chunk in chunks {
+                    out.extend(self.record_chunk(tenant, chunk, retention, now).await);
+                }
+                out
+            })
+            .collect();
+        let outcomes: Vec<Vec<(usize, Recorded)>> = stream::iter(jobs)
+            .buffer_unordered(CONCURRENT_WRITES)
+            .collect()
+            .await;
+        let mut results: Vec<Option<Recorded>> = vec![None; events.len()];
+        for (i, outcome) in outcomes.into_iter().flatten() {
+            results[i] = Some(outcome);
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Recorded::Failed(StoreError::failed(
+                        "record_events",
+                        FailureKind::Permanent,
+                        "event not handed to any transaction",
+                    ))
+                })
+            })
+            .collect()
     }
 }
 
@@ -35,26 +239,69 @@ impl SubjectStore for IngestTables {
     }
 }
 
-impl EventStore for IngestTables {
-    async fn existing_events(
+impl TenantSettings for IngestTables {
+    async fn raw_event_retention(
         &self,
         tenant: &TenantId,
-        events: &[EventRef],
-    ) -> Result<HashSet<EventRef>, StoreError> {
-        self.events.existing_events(tenant, events).await
-    }
-
-    async fn put_events(&self, tenant: &TenantId, events: &[StoredEvent]) -> Failures {
-        self.events.put_events(tenant, events).await
-    }
-
-    async fn delete_events(&self, tenant: &TenantId, events: &[EventRef]) -> Failures {
-        self.events.delete_events(tenant, events).await
+    ) -> Result<RawEventRetention, StoreError> {
+        self.tenants.raw_event_retention(tenant).await
     }
 }
 
-impl AggregateStore for IngestTables {
-    async fn add_aggregates(&self, tenant: &TenantId, deltas: &[AggregateDelta]) -> Failures {
-        self.aggregates.add_aggregates(tenant, deltas).await
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EventData, EventId};
+
+    fn event(account: &str, id: usize, hour: u8) -> StoredEvent {
+        StoredEvent {
+            id: EventId::parse(&format!("e-{id}")).expect("id"),
+            time: time::macros::datetime!(2026-11-01 00:00 UTC)
+                + time::Duration::hours(hour.into()),
+            account: AccountId::parse(account).expect("account"),
+            subject: None,
+            data: EventData::Product {
+                feature: "search".into(),
+                action: None,
+            },
+        }
+    }
+
+    #[test]
+    fn transactions_respect_the_100_action_limit_and_one_aggregate_each() {
+        // 250 events of one account-hour, 3 of another hour, 1 of another account.
+        let mut events: Vec<StoredEvent> = (0..250).map(|i| event("acme", i, 1)).collect();
+        events.extend((250..253).map(|i| event("acme", i, 2)));
+        events.push(event("globex", 253, 1));
+        let groups = account_hour_chunks(&events);
+        let sizes: Vec<Vec<usize>> = groups
+            .iter()
+            .map(|chunks| chunks.iter().map(Vec::len).collect())
+            .collect();
+        assert_eq!(sizes, vec![vec![99, 99, 52], vec![3], vec![1]]);
+        // Every event is in exactly one chunk, and a chunk plus its update fits.
+        let mut seen: Vec<usize> = groups.iter().flatten().flatten().map(|(i, _)| *i).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..254).collect::<Vec<_>>());
+        assert!(groups
+            .iter()
+            .flatten()
+            .all(|c| c.len() < MAX_TRANSACT_ACTIONS));
+    }
+
+    #[test]
+    fn a_token_names_the_content_and_fits_the_limit() {
+        let tenant = TenantId::parse("t1").expect("tenant");
+        let events: Vec<StoredEvent> = (0..3).map(|i| event("acme", i, 1)).collect();
+        let all: Vec<(usize, &StoredEvent)> = events.iter().enumerate().collect();
+        let now = time::macros::datetime!(2026-11-29 12:00 UTC);
+        let token = transaction_token(&tenant, &all, now);
+        assert_eq!(token.len(), 32);
+        assert_eq!(token, transaction_token(&tenant, &all, now));
+        assert_ne!(token, transaction_token(&tenant, &all[1..], now));
+        assert_ne!(
+            token,
+            transaction_token(&tenant, &all, now + time::Duration::milliseconds(1))
+        );
     }
 }

@@ -3,10 +3,11 @@
 //! over the helpers here: one retry loop for partial batches, one pagination
 //! loop, one conditional-failure check, one error classification.
 //!
-//! AWS limits are enforced here because the emulator does not: at most 25 items
-//! per BatchWriteItem and 100 keys per BatchGetItem. Request-level throttling and
-//! 5xx are retried by the SDK; unprocessed items are retried here; both back off
-//! with the one `RetryPolicy`. What still fails is reported per item, never dropped.
+//! AWS limits are enforced here because the emulator does not: at most 100 keys
+//! per BatchGetItem and 100 actions per TransactWriteItems. Request-level
+//! throttling and 5xx are retried by the SDK; unprocessed keys and cancelled
+//! transactions are retried here; all back off with the one `RetryPolicy`. What
+//! still fails is reported per item, never dropped.
 
 pub mod access;
 pub mod aggregates;
@@ -16,19 +17,18 @@ pub mod events;
 pub mod ingest;
 pub mod subjects;
 
-use std::collections::HashSet;
-
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, WriteRequest};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{CancellationReason, KeysAndAttributes, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
 use crate::config::{Config, ConfigError, Setting};
-use crate::ports::{FailureKind, Failures, StoreError};
+use crate::ports::{FailureKind, StoreError};
 use crate::retry::RetryPolicy;
-use codec::{write_request_key, Item};
+use codec::Item;
 
 pub use access::TenantTable;
 pub use aggregates::AggregateTable;
@@ -37,8 +37,8 @@ pub use events::EventTable;
 pub use ingest::IngestTables;
 pub use subjects::SubjectTable;
 
-/// AWS's BatchWriteItem limit.
-pub const MAX_BATCH_WRITE: usize = 25;
+/// AWS's TransactWriteItems limit (actions per transaction).
+pub const MAX_TRANSACT_ACTIONS: usize = 100;
 /// AWS's BatchGetItem limit.
 pub const MAX_BATCH_GET: usize = 100;
 /// Conditional writes in flight at once for one request.
@@ -215,70 +215,73 @@ impl Dynamo {
         Ok(found)
     }
 
-    /// Writes requests 25 at a time, retrying unprocessed items; returns those that failed.
-    pub(crate) async fn batch_write(&self, table: &str, requests: Vec<WriteRequest>) -> Failures {
-        let mut failures = Failures::new();
-        let indexed: Vec<(usize, WriteRequest)> = requests.into_iter().enumerate().collect();
-        for chunk in indexed.chunks(MAX_BATCH_WRITE) {
-            let mut pending: Vec<(usize, WriteRequest)> = chunk.to_vec();
-            let mut attempt = 1;
-            loop {
-                let batch: Vec<WriteRequest> = pending.iter().map(|(_, r)| r.clone()).collect();
-                let out = match self
-                    .client
-                    .batch_write_item()
-                    .request_items(table, batch)
-                    .send()
-                    .await
-                {
-                    Ok(out) => out,
-                    Err(e) => {
-                        let error = failed("BatchWriteItem", e);
-                        failures.extend(pending.iter().map(|(i, _)| (*i, error.clone())));
-                        break;
-                    }
-                };
-                let unprocessed: HashSet<(Option<String>, Option<String>)> = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(table))
-                    .unwrap_or_default()
-                    .iter()
-                    .map(write_request_key)
-                    .collect();
-                pending.retain(|(_, r)| unprocessed.contains(&write_request_key(r)));
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt >= self.retry.max_attempts {
-                    let error = StoreError::Exhausted {
-                        operation: "BatchWriteItem",
-                        attempts: attempt,
-                    };
-                    failures.extend(pending.iter().map(|(i, _)| (*i, error.clone())));
-                    break;
-                }
-                self.retry.sleep_before(attempt).await;
-                attempt += 1;
-            }
-        }
-        failures
-    }
-
-    /// Writes built requests; if one cannot be built, nothing is sent and all fail.
-    pub(crate) async fn write_all<E: std::error::Error>(
+    /// Runs one TransactWriteItems (at most `MAX_TRANSACT_ACTIONS` actions). The
+    /// token makes the SDK's own retries of it idempotent (a response lost after
+    /// the transaction applied is answered as a success, not applied twice).
+    pub(crate) async fn transact(
         &self,
-        table: &str,
-        requests: impl ExactSizeIterator<Item = Result<WriteRequest, E>>,
-    ) -> Failures {
-        let count = requests.len();
-        match requests.collect::<Result<Vec<_>, _>>() {
-            Ok(requests) => self.batch_write(table, requests).await,
-            Err(error) => {
-                let error = unbuildable("BatchWriteItem", error);
-                (0..count).map(|i| (i, error.clone())).collect()
+        actions: Vec<TransactWriteItem>,
+        token: String,
+    ) -> Result<(), Cancelled> {
+        debug_assert!(actions.len() <= MAX_TRANSACT_ACTIONS);
+        let error = match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .client_request_token(token)
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        let reasons = match error.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                cancelled.cancellation_reasons().to_vec()
             }
+            _ => return Err(Cancelled::Failed(failed("TransactWriteItems", error))),
+        };
+        let code = |r: &CancellationReason| r.code().unwrap_or("None").to_owned();
+        let conditions: Vec<bool> = reasons
+            .iter()
+            .map(|r| code(r) == "ConditionalCheckFailed")
+            .collect();
+        if conditions.contains(&true) {
+            return Err(Cancelled::Conditions(conditions));
         }
+        let codes: Vec<String> = reasons.iter().map(code).collect();
+        let retryable = codes.iter().all(|c| {
+            matches!(
+                c.as_str(),
+                "None"
+                    | "TransactionConflict"
+                    | "ThrottlingError"
+                    | "ProvisionedThroughputExceeded"
+            )
+        });
+        let detail = format!("transaction cancelled: {}", codes.join(", "));
+        let kind = if retryable {
+            FailureKind::Retryable
+        } else {
+            FailureKind::Permanent
+        };
+        Err(Cancelled::Other(StoreError::failed(
+            "TransactWriteItems",
+            kind,
+            detail,
+        )))
     }
+}
+
+/// Why a transaction did not apply.
+#[derive(Debug)]
+pub(crate) enum Cancelled {
+    /// These actions' conditions failed (per action, in order); nothing applied.
+    Conditions(Vec<bool>),
+    /// Cancelled for another reason (conflict, throttling: retryable); nothing applied.
+    Other(StoreError),
+    /// The call itself failed (after the SDK's retries).
+    Failed(StoreError),
 }
 
 #[cfg(test)]

@@ -1,0 +1,180 @@
+//! Retention: the one place that decides how long each kind of stored item is
+//! kept and when it expires (docs/decisions/0010).
+//!
+//! Items whose end is known when they are written carry `expires_at` from the
+//! start; items kept for the customer relationship get theirs when it ends.
+//! Reads treat an expired item as absent: DynamoDB TTL deletes days late, and the
+//! emulator never does.
+
+use time::{Duration, OffsetDateTime};
+
+/// Every kind of item vigil stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredItem {
+    AuditEntry,
+    RawEvent,
+    HourlyAggregate,
+    Subject,
+    Account,
+    Tenant,
+    ApiKey,
+}
+
+/// How long a kind of item is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// A fixed time after it is written.
+    AfterWrite(Duration),
+    /// The tenant's raw-event retention, counted from the event's own time.
+    RawEventRetention,
+    /// For the customer relationship, then `AFTER_RELATIONSHIP`.
+    Relationship,
+    /// As long as the tenant's contract (access management; keys have their own validity).
+    Contract,
+}
+
+/// Audit entries are kept one year.
+pub const AUDIT_RETENTION: Duration = Duration::days(365);
+/// The privacy policy's ceiling: the relationship plus 3 years.
+pub const AFTER_RELATIONSHIP: Duration = Duration::days(3 * 365 + 1);
+
+impl StoredItem {
+    pub const ALL: [StoredItem; 7] = [
+        StoredItem::AuditEntry,
+        StoredItem::RawEvent,
+        StoredItem::HourlyAggregate,
+        StoredItem::Subject,
+        StoredItem::Account,
+        StoredItem::Tenant,
+        StoredItem::ApiKey,
+    ];
+
+    pub fn rule(self) -> Rule {
+        match self {
+            StoredItem::AuditEntry => Rule::AfterWrite(AUDIT_RETENTION),
+            StoredItem::RawEvent => Rule::RawEventRetention,
+            StoredItem::HourlyAggregate | StoredItem::Subject | StoredItem::Account => {
+                Rule::Relationship
+            }
+            StoredItem::Tenant | StoredItem::ApiKey => Rule::Contract,
+        }
+    }
+}
+
+/// A tenant's raw-event retention, in days: 395 (13 months) by default; a tenant
+/// may lower it to 62 days, never raise it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawEventRetention(u16);
+
+impl RawEventRetention {
+    pub const DEFAULT_DAYS: u16 = 395;
+    pub const MIN_DAYS: u16 = 62;
+
+    pub fn days(days: i64) -> Option<Self> {
+        u16::try_from(days)
+            .ok()
+            .filter(|d| (Self::MIN_DAYS..=Self::DEFAULT_DAYS).contains(d))
+            .map(Self)
+    }
+
+    pub fn as_days(self) -> u16 {
+        self.0
+    }
+
+    pub fn duration(self) -> Duration {
+        Duration::days(i64::from(self.0))
+    }
+}
+
+impl Default for RawEventRetention {
+    fn default() -> Self {
+        Self(Self::DEFAULT_DAYS)
+    }
+}
+
+/// When an item expires, if that is known when it is written. `from` is the time
+/// its retention counts from: the event's own time for a raw event, the time it
+/// is written for anything else.
+pub fn expires_at(
+    item: StoredItem,
+    from: OffsetDateTime,
+    raw_events: RawEventRetention,
+) -> Option<OffsetDateTime> {
+    match item.rule() {
+        Rule::AfterWrite(keep) => Some(from + keep),
+        Rule::RawEventRetention => Some(from + raw_events.duration()),
+        Rule::Relationship | Rule::Contract => None,
+    }
+}
+
+/// When an item kept for the relationship expires, once the relationship has ended.
+pub fn after_relationship(ended: OffsetDateTime) -> OffsetDateTime {
+    ended + AFTER_RELATIONSHIP
+}
+
+/// Whether an item with this expiry (epoch seconds, as stored) is still to be read.
+pub fn is_live(expires_at: Option<i64>, now: OffsetDateTime) -> bool {
+    expires_at.is_none_or(|at| at > now.unix_timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn every_item_has_a_rule_and_only_known_ends_expire_at_write() {
+        let now = datetime!(2026-11-29 12:00 UTC);
+        let event_time = datetime!(2026-11-28 08:00 UTC);
+        let default = RawEventRetention::default();
+        let expiry = |item| expires_at(item, now, default);
+        assert_eq!(
+            expiry(StoredItem::AuditEntry),
+            Some(datetime!(2027-11-29 12:00 UTC))
+        );
+        // 395 days after the event's own time, not after it was received.
+        assert_eq!(
+            expires_at(StoredItem::RawEvent, event_time, default),
+            Some(datetime!(2027-12-28 08:00 UTC))
+        );
+        for item in [
+            StoredItem::HourlyAggregate,
+            StoredItem::Subject,
+            StoredItem::Account,
+        ] {
+            assert_eq!(item.rule(), Rule::Relationship);
+            assert_eq!(expiry(item), None);
+        }
+        assert_eq!(expiry(StoredItem::ApiKey), None);
+        assert_eq!(StoredItem::ALL.len(), 7);
+        assert_eq!(
+            after_relationship(datetime!(2026-12-31 00:00 UTC)),
+            datetime!(2029-12-31 00:00 UTC)
+        );
+    }
+
+    #[test]
+    fn a_tenant_may_lower_raw_event_retention_but_not_raise_it() {
+        assert_eq!(RawEventRetention::days(62).map(|r| r.as_days()), Some(62));
+        assert_eq!(RawEventRetention::days(395).map(|r| r.as_days()), Some(395));
+        assert_eq!(RawEventRetention::days(61), None);
+        assert_eq!(RawEventRetention::days(396), None);
+        assert_eq!(RawEventRetention::days(-1), None);
+        let short = RawEventRetention::days(90).expect("90 days");
+        let t = datetime!(2026-01-01 00:00 UTC);
+        assert_eq!(
+            expires_at(StoredItem::RawEvent, t, short),
+            Some(datetime!(2026-04-01 00:00 UTC))
+        );
+    }
+
+    #[test]
+    fn expired_items_are_not_live() {
+        let now = datetime!(2026-11-29 12:00 UTC);
+        let at = now.unix_timestamp();
+        assert!(is_live(None, now));
+        assert!(is_live(Some(at + 1), now));
+        assert!(!is_live(Some(at), now));
+        assert!(!is_live(Some(at - 86_400), now));
+    }
+}
