@@ -58,7 +58,8 @@ require_free_port() {
 start_moto() {
   local port="$1" log="$2"
   mkdir -p "$(dirname "$log")"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > "$log" 2>&1 &
+  # moto with atomic, affordable DynamoDB transactions (see infra/local/emulator.py).
+  "$VENV/bin/python" "$REPO_ROOT/infra/local/emulator.py" -H 127.0.0.1 -p "$port" > "$log" 2>&1 &
   MOTO_PID=$!
   for _ in $(seq 1 100); do
     if "$VENV/bin/python" -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \

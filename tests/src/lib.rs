@@ -227,6 +227,9 @@ impl TestStack {
                 .dynamodb
                 .scan()
                 .table_name(self.table(logical_id))
+                // The emulator's scan costs about 2 ms per item: small pages
+                // keep each request well inside the SDK's timeout.
+                .limit(500)
                 .set_exclusive_start_key(start)
                 .send()
                 .await

@@ -5,6 +5,7 @@
 mod access;
 mod access_faults;
 mod audit;
+mod concurrency;
 mod contract_errors;
 mod ingest_api;
 mod ingest_faults;

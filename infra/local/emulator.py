@@ -1,0 +1,90 @@
+"""moto server, with DynamoDB transactions made atomic and affordable.
+
+moto serves requests on threads and implements TransactWriteItems by deep-copying
+the whole table once per action (100 copies of the table per transaction) and
+restoring that copy if the transaction is cancelled. Under concurrency that is
+wrong (a cancelled transaction restores a stale copy over other requests'
+writes) and slow (seconds per transaction once a table holds a few thousand
+items). AWS runs each request atomically, so here:
+
+- every DynamoDB request runs under one lock (atomic, as on AWS);
+- a transaction backs up only the items it touches and restores those if it is
+  cancelled, instead of copying whole tables.
+
+Everything else is moto as installed. Usage: python emulator.py -H 127.0.0.1 -p PORT
+(the arguments of moto_server). See docs/decisions/0011.
+"""
+
+import copy
+import threading
+
+from moto.dynamodb import models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
+from moto.server import main
+
+_lock = threading.RLock()
+
+_call_action = DynamoHandler.call_action
+
+
+def _serialised_call_action(self):
+    with _lock:
+        return _call_action(self)
+
+
+DynamoHandler.call_action = _serialised_call_action
+
+
+class _NoTableCopy:
+    """Stands in for the `copy` module inside moto's transact_write_items."""
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        return value
+
+
+_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def _item_key(backend, op_type, op):
+    if op_type != "Put":
+        return op["Key"]
+    table = backend.get_table(op["TableName"])
+    attrs = op["Item"]
+    key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = attrs[table.range_key_attr]
+    return key
+
+
+def _transact_touched_items_only(self, transact_items):
+    backups = []
+    for action in transact_items:
+        op_type, op = next(iter(action.items()))
+        try:
+            key = _item_key(self, op_type, op)
+            current = self.get_item(op["TableName"], key)
+        except Exception:  # moto raises its own validation error below
+            continue
+        old = copy.deepcopy(current.to_json()["Attributes"]) if current else None
+        backups.append((op["TableName"], key, old))
+    models.copy = _NoTableCopy
+    try:
+        return _transact_write_items(self, transact_items)
+    except Exception:
+        for table_name, key, old in reversed(backups):
+            if old is None:
+                if self.get_item(table_name, key) is not None:
+                    self.delete_item(table_name, key)
+            else:
+                self.put_item(table_name, old)
+        raise
+    finally:
+        models.copy = copy
+
+
+DynamoDBBackend.transact_write_items = _transact_touched_items_only
+
+if __name__ == "__main__":
+    main()
