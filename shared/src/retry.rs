@@ -8,6 +8,10 @@ use std::time::Duration;
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
     pub max_attempts: u32,
+    /// Attempts for a write that loses a race by design (an audit append behind
+    /// concurrent appends, a transaction on a hot aggregate): each loser must wait
+    /// for every winner ahead of it, so this grows with the expected contenders.
+    pub contended_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
 }
@@ -16,6 +20,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 5,
+            contended_attempts: 10,
             base_delay: Duration::from_millis(25),
             max_delay: Duration::from_secs(1),
         }

@@ -1,12 +1,19 @@
-//! AWS requests per 1,000 ingested events, counted by the fault proxy (no faults
-//! injected) against the emulator, next to the lower bound
-//! ceil(1000 / 25) BatchWriteItem + one UpdateItem per distinct account-hour.
+//! Per 1,000 ingested events: AWS requests counted by the fault proxy (no faults
+//! injected), write units computed from the items sent, and the ingest
+//! function's CPU on the real path (handler + SDK against the emulator), next to
+//! the floors and to the design before exact counting (docs/decisions/0011).
 //! Needs the emulator: `./infra/bench` (or `./infra/test`, which runs it once).
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use vigil_tests::{hours_ago, n, TestStack};
+
+/// The design before exact counting, measured with this benchmark at commit
+/// 05d9487 in release (`./infra/bench`), kept for comparison.
+const BEFORE_REQUESTS: usize = 74;
+const BEFORE_WRITE_UNITS: u64 = 1020;
+const BEFORE_CPU_US_PER_EVENT: f64 = 61.6;
 
 const EVENTS: usize = 1000;
 const PER_REQUEST: usize = 500;
@@ -130,11 +137,26 @@ async fn main() {
             .collect()
     };
     let account_hours = ACCOUNTS * (EVENTS / PER_REQUEST);
-    let lower_bound = EVENTS.div_ceil(25) + account_hours;
+    let per_account_hour = EVENTS / account_hours;
+    // Floors, computed from the workload alone: every event written once, every
+    // account-hour's aggregate updated once per request that brings it events.
+    let transactions_floor = account_hours * per_account_hour.div_ceil(99);
+    let batch_floor = EVENTS.div_ceil(25) + account_hours;
+    let units_floor = EVENTS + 2 * EVENTS + account_hours; // event + 2 index items + update
     println!("{EVENTS} api_call events, {PER_REQUEST} per request, {ACCOUNTS} accounts, {USERS} users, {account_hours} account-hours");
     println!(
-        "lower bound: {} BatchWriteItem + {account_hours} UpdateItem = {lower_bound} requests",
+        "floors: exact design {transactions_floor} TransactWriteItems (99 events + 1 update each); \
+         non-exact batch writes {batch_floor} requests ({} BatchWriteItem + {account_hours} UpdateItem); \
+         write units {units_floor} without transactions (1 per event, 1 per index item, 1 per update)",
         EVENTS.div_ceil(25)
+    );
+    let events_table = stack.table("EventsTable");
+    stack.proxy.set_indexes(
+        &events_table,
+        vec![
+            vec!["subject_key".into(), "ts".into()],
+            vec!["month_key".into(), "ts".into()],
+        ],
     );
 
     let batches = requests("first");
@@ -150,7 +172,7 @@ async fn main() {
     let steady_total = print_counts("steady state (users known):", &steady);
     let units = stack.proxy.write_units();
     println!(
-        "  write units      {:>5} (table {}, indexes {})",
+        "  write units      {:>5} (table {}, indexes {}: events x2 in a transaction)",
         units.total(),
         units.table,
         units.indexes
@@ -160,22 +182,40 @@ async fn main() {
     let (_, duplicates) = send_all(&stack, &batches).await;
     assert_eq!(duplicates, EVENTS as u64);
     let resend = ingest_counts(&stack);
-    let resend_total = print_counts("resend of the first 1,000 (all duplicates):", &resend);
+    let resend_total = print_counts(
+        "resend of the first 1,000 (all duplicates: each transaction cancelled):",
+        &resend,
+    );
 
-    let writes = steady.get("BatchWriteItem").copied().unwrap_or(0)
-        + steady.get("UpdateItem").copied().unwrap_or(0);
-    println!("\nper 1,000 events: writes {writes} (lower bound {lower_bound}); all requests: first sight {first_total}, steady {steady_total}, resend {resend_total}");
-    assert_eq!(
-        steady.get("BatchWriteItem").copied(),
-        Some(EVENTS.div_ceil(25))
+    println!(
+        "\nper 1,000 events: transactions {} (floor {transactions_floor}); all requests: first sight {first_total}, steady {steady_total}, resend {resend_total}; write units {} (floor without transactions {units_floor})",
+        steady.get("TransactWriteItems").copied().unwrap_or(0),
+        units.total()
     );
-    assert_eq!(steady.get("UpdateItem").copied(), Some(account_hours));
-    assert_eq!(writes, lower_bound);
+    println!(
+        "today's design before this change (BatchGetItem check + BatchWriteItem + UpdateItem, \
+         not exact under concurrency; measured at commit 05d9487, release): steady {BEFORE_REQUESTS} \
+         requests, {BEFORE_WRITE_UNITS} write units (no indexes), {BEFORE_CPU_US_PER_EVENT} us CPU per event"
+    );
     assert_eq!(
-        resend.get("BatchWriteItem"),
+        steady.get("TransactWriteItems").copied(),
+        Some(transactions_floor)
+    );
+    assert_eq!(steady.get("BatchWriteItem"), None);
+    assert_eq!(
+        steady.get("UpdateItem"),
         None,
-        "a resend writes nothing"
+        "aggregates are updated in the transactions"
     );
+    // 2 units per event put and per update in a transaction; 1 per index item.
+    assert_eq!(units.table, 2 * EVENTS as u64 + 2 * account_hours as u64);
+    assert_eq!(units.indexes, 2 * EVENTS as u64);
+    assert_eq!(
+        resend.get("TransactWriteItems").copied(),
+        Some(transactions_floor),
+        "a resend costs one cancelled transaction per chunk"
+    );
+    assert_eq!(stack.proxy.write_units().total(), 0, "and writes nothing");
 
     // Authorizer: one GetItem per uncached request, at most one UpdateItem per key per hour.
     stack.proxy.reset_counts();
@@ -208,11 +248,17 @@ async fn main() {
     let calls: u64 = aggregates.iter().filter_map(|a| n(a, "calls")).sum();
     assert_eq!(calls, 2 * EVENTS as u64, "counted once each");
     let cpu = handler_cpu_per_event(&stack);
+    let micros = cpu.as_nanos() as f64 / 1000.0;
+    let comparison = if cfg!(debug_assertions) {
+        "a debug build: compare the release figure of ./infra/bench".to_owned()
+    } else {
+        format!(
+            "{:.1}x less than before ({BEFORE_CPU_US_PER_EVENT} us)",
+            BEFORE_CPU_US_PER_EVENT / micros
+        )
+    };
     println!(
-        "\nfunction CPU on the real path (handler + SDK, {} build): {:.1} us per event, {:.0} ms per 1,000 events",
-        if cfg!(debug_assertions) { "debug" } else { "release" },
-        cpu.as_nanos() as f64 / 1000.0,
-        cpu.as_nanos() as f64 / 1000.0
+        "\nfunction CPU on the real path (handler + SDK): {micros:.1} us per event, {micros:.0} ms per 1,000 events; {comparison}"
     );
 
     if let Some(kib) = peak_memory_kib() {

@@ -1,5 +1,5 @@
-//! `vigil-ops`, the operator CLI: create tenants, issue, list and revoke keys,
-//! verify a tenant's audit chain. It uses the same SDK configuration as the
+//! `vigil-ops`, the operator CLI: create tenants and set their raw-event
+//! retention, issue, list and revoke keys, verify a tenant's audit chain. It uses the same SDK configuration as the
 //! functions: AWS's usual credential chain, or the local stack with `--local`.
 
 use std::io::Write;
@@ -9,11 +9,11 @@ use clap::{Parser, Subcommand};
 use thiserror::Error;
 use time::OffsetDateTime;
 use vigil_shared::adapters::dynamo::{AuditTable, Dynamo, TenantTable};
-use vigil_shared::app::audit::verify_trail;
+use vigil_shared::app::audit::{draft, verify_trail};
 use vigil_shared::app::keys::{issue_key, revoke_key, KeyRequest, KeyView};
 use vigil_shared::config::{Config, ConfigError};
-use vigil_shared::domain::TenantId;
-use vigil_shared::ports::{AccessStore, Revocation, StoreError};
+use vigil_shared::domain::{RawEventRetention, TenantId};
+use vigil_shared::ports::{AccessStore, AuditLog, Revocation, StoreError};
 use vigil_shared::stack_state::{read_event, StackState, StateError};
 
 /// Who the audit trail names for CLI actions.
@@ -79,6 +79,14 @@ pub enum TenantAction {
         tenant: String,
         #[arg(long, default_value = "")]
         name: String,
+    },
+    /// Sets how long the tenant's raw events are kept: 62 to 395 days (the
+    /// default). New events follow within 5 minutes; the purge job applies it
+    /// to stored ones.
+    Retention {
+        tenant: String,
+        #[arg(long)]
+        raw_event_days: i64,
     },
 }
 
@@ -210,6 +218,39 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
                 } else {
                     format!("tenant {tenant} already exists")
                 }
+            )?;
+        }
+        Command::Tenant {
+            action:
+                TenantAction::Retention {
+                    tenant,
+                    raw_event_days,
+                },
+        } => {
+            let tenant = tenant_id(&tenant)?;
+            let retention = RawEventRetention::days(raw_event_days).ok_or_else(|| {
+                OpsError::Invalid(format!(
+                    "raw-event-days: expected {} to {} days",
+                    RawEventRetention::MIN_DAYS,
+                    RawEventRetention::DEFAULT_DAYS
+                ))
+            })?;
+            let request = request_id();
+            let updated = store
+                .set_raw_event_retention(&tenant, retention, now)
+                .await?;
+            let outcome = if updated { "ok" } else { "not_found" };
+            let entry = draft(OPERATOR, "tenant.retention", None, &request, outcome);
+            audit.append(&tenant, entry, now).await?;
+            if !updated {
+                return Err(OpsError::Invalid(format!(
+                    "tenant {tenant} does not exist: create it first"
+                )));
+            }
+            writeln!(
+                out,
+                "tenant {tenant}: raw events kept {} days",
+                retention.as_days()
             )?;
         }
         Command::Key {

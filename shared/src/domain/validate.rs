@@ -27,7 +27,10 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_future: Duration::from_secs(5 * 60),
-            max_age: Duration::from_secs(3 * 366 * 24 * 3600),
+            // The default raw-event retention; a tenant that lowered it gets its own.
+            max_age: super::RawEventRetention::default()
+                .duration()
+                .unsigned_abs(),
         }
     }
 }

@@ -7,6 +7,7 @@ mod access_faults;
 mod audit;
 mod concurrency;
 mod contract_errors;
+mod data_model;
 mod ingest_api;
 mod ingest_faults;
 mod local_process;

@@ -114,7 +114,7 @@ impl AuditLog for AuditTable {
             if applied("PutItem", result)? {
                 return Ok(entry);
             }
-            if attempt >= self.db.retry.max_attempts {
+            if attempt >= self.db.retry.contended_attempts {
                 return Err(StoreError::Exhausted {
                     operation: "audit append",
                     attempts: attempt,

@@ -27,9 +27,6 @@ use crate::ports::{EventStore, FailureKind, Recorded, StoreError, SubjectStore, 
 
 /// Events per transaction: the limit less the aggregate's update.
 pub const EVENTS_PER_TRANSACTION: usize = MAX_TRANSACT_ACTIONS - 1;
-/// Attempts for a transaction cancelled by contention (conflicts, throttling):
-/// more than the default, since eight clients on one account contend by design.
-const CONTENDED_ATTEMPTS: u32 = 10;
 
 #[derive(Debug, Clone)]
 pub struct IngestTables {
@@ -94,7 +91,7 @@ impl IngestTables {
                     pending = kept;
                 }
                 Err(Cancelled::Other(error))
-                    if error.is_retryable() && attempt < CONTENDED_ATTEMPTS =>
+                    if error.is_retryable() && attempt < self.db.retry.contended_attempts =>
                 {
                     tracing::debug!(attempt, error = %error, "transaction contended; retrying");
                     self.db.retry.sleep_before(attempt).await;
@@ -105,7 +102,7 @@ impl IngestTables {
                         StoreError::Failed {
                             kind: FailureKind::Retryable,
                             ..
-                        } if attempt >= CONTENDED_ATTEMPTS => StoreError::Exhausted {
+                        } if attempt >= self.db.retry.contended_attempts => StoreError::Exhausted {
                             operation: "TransactWriteItems",
                             attempts: attempt,
                         },
