@@ -10,8 +10,9 @@ use reqwest::Method;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use vigil_shared::adapters::dynamo::{Dynamo, EventTable};
+use vigil_shared::adapters::dynamo::{Dynamo, EventTable, SubjectTable};
 use vigil_shared::domain::access::Scope;
+use vigil_shared::domain::subject::{Purpose, SubjectState};
 use vigil_shared::domain::{SubjectId, TenantId};
 use vigil_tests::{api_call, hours_ago, n, s, TestStack};
 
@@ -265,5 +266,78 @@ async fn a_tenant_can_lower_its_raw_event_retention() {
     assert!(audit
         .iter()
         .any(|e| s(e, "action") == Some("tenant.retention") && s(e, "outcome") == Some("ok")));
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_subject_record_holds_the_persons_state_and_the_state_index_finds_it() {
+    let stack = TestStack::start().await;
+    let t = hours_ago(1, 0);
+    let body = json!({"events": [api_call("c1", "acme", &t, 200)]});
+    let (status, _) = stack.post_events("tenant-a", &body).await;
+    assert_eq!(status, 200);
+    let subjects = stack.scan("SubjectsTable").await;
+    assert_eq!(subjects.len(), 1);
+    let lookup = s(&subjects[0], "pk")
+        .and_then(|pk| pk.strip_prefix("T#tenant-a#U#"))
+        .expect("lookup key")
+        .to_owned();
+    let pseudonym = s(&subjects[0], "subject_id").expect("pseudonym").to_owned();
+
+    let (db, _) = Dynamo::connect(&stack.config).await;
+    let table = SubjectTable::new(&db, &stack.config).expect("subjects table");
+    let tenant = TenantId::parse("tenant-a").expect("tenant");
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        table.state(&tenant, &lookup).await.expect("read"),
+        Some(SubjectState::default())
+    );
+    assert!(table
+        .non_default_states(&tenant)
+        .await
+        .expect("index")
+        .is_empty());
+
+    let asked = SubjectState {
+        restricted: true,
+        objections: BTreeSet::from([Purpose::ModelTraining, Purpose::Alerting]),
+        erased_at: None,
+    };
+    assert!(table
+        .set_state(&tenant, &lookup, &asked, now)
+        .await
+        .expect("set"));
+    assert_eq!(
+        table.state(&tenant, &lookup).await.expect("read"),
+        Some(asked.clone())
+    );
+    let listed = table.non_default_states(&tenant).await.expect("index");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0.as_str(), pseudonym);
+    assert_eq!(listed[0].1, asked);
+    // Another tenant's index partition is empty.
+    let other = TenantId::parse("tenant-b").expect("tenant");
+    assert!(table
+        .non_default_states(&other)
+        .await
+        .expect("index")
+        .is_empty());
+
+    // Lifted: back to the default, out of the index, no stale attributes.
+    assert!(table
+        .set_state(&tenant, &lookup, &SubjectState::default(), now)
+        .await
+        .expect("lift"));
+    assert!(table
+        .non_default_states(&tenant)
+        .await
+        .expect("index")
+        .is_empty());
+    let record = &stack.scan("SubjectsTable").await[0];
+    assert!(!record.contains_key("state_key") && !record.contains_key("objections"));
+    assert!(!table
+        .set_state(&tenant, "no-such-lookup", &asked, now)
+        .await
+        .expect("unknown subject"));
     stack.shutdown().await;
 }

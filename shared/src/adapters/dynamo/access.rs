@@ -80,6 +80,26 @@ fn key_record(tenant: &TenantId, item: &Item) -> Result<KeyRecord, StoreError> {
 }
 
 impl TenantTable {
+    /// The tenant's record, only the attributes named (None: no such tenant).
+    async fn tenant_record(
+        &self,
+        tenant: &TenantId,
+        projection: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .db
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::tenant_pk(tenant)))
+            .key(keys::SK, s(keys::TENANT_SK))
+            .projection_expression(projection)
+            .send()
+            .await
+            .map_err(|e| failed("GetItem", e))?;
+        Ok(out.item)
+    }
+
     /// Lowers (or restores) the tenant's raw-event retention; false if no such tenant.
     pub async fn set_raw_event_retention(
         &self,
@@ -109,19 +129,9 @@ impl TenantSettings for TenantTable {
         &self,
         tenant: &TenantId,
     ) -> Result<RawEventRetention, StoreError> {
-        let out = self
-            .db
-            .client
-            .get_item()
-            .table_name(&self.name)
-            .key(keys::PK, s(keys::tenant_pk(tenant)))
-            .key(keys::SK, s(keys::TENANT_SK))
-            .projection_expression("raw_event_days")
-            .send()
-            .await
-            .map_err(|e| failed("GetItem", e))?;
-        let days = out
-            .item
+        let days = self
+            .tenant_record(tenant, "raw_event_days")
+            .await?
             .as_ref()
             .and_then(|item| item.get("raw_event_days"))
             .and_then(|v| v.as_n().ok())
@@ -158,18 +168,7 @@ impl AccessStore for TenantTable {
     }
 
     async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let out = self
-            .db
-            .client
-            .get_item()
-            .table_name(&self.name)
-            .key(keys::PK, s(keys::tenant_pk(tenant)))
-            .key(keys::SK, s(keys::TENANT_SK))
-            .projection_expression("pk")
-            .send()
-            .await
-            .map_err(|e| failed("GetItem", e))?;
-        Ok(out.item.is_some())
+        Ok(self.tenant_record(tenant, "pk").await?.is_some())
     }
 
     async fn put_key(&self, record: &KeyRecord) -> Result<(), StoreError> {

@@ -140,19 +140,11 @@ impl EventTable {
         pk: String,
         now: OffsetDateTime,
     ) -> Result<Vec<Item>, StoreError> {
-        let query = self
+        let items = self
             .db
-            .client
-            .query()
-            .table_name(&self.name)
-            .index_name(index)
-            .key_condition_expression("#k = :pk")
-            .expression_attribute_names("#k", key_attribute)
-            .expression_attribute_values(":pk", s(pk));
-        Ok(self
-            .db
-            .query(query, None)
-            .await?
+            .query_index(&self.name, index, key_attribute, pk)
+            .await?;
+        Ok(items
             .into_iter()
             .filter(|item| is_live(item, now))
             .collect())

@@ -166,6 +166,25 @@ impl Dynamo {
         }
     }
 
+    /// Every item of one partition of a global secondary index.
+    pub(crate) async fn query_index(
+        &self,
+        table: &str,
+        index: &str,
+        key_attribute: &str,
+        pk: String,
+    ) -> Result<Vec<Item>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(table)
+            .index_name(index)
+            .key_condition_expression("#k = :pk")
+            .expression_attribute_names("#k", key_attribute)
+            .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(pk));
+        self.query(query, None).await
+    }
+
     /// Reads items by key, 100 keys a request, retrying unprocessed keys.
     pub(crate) async fn batch_get(
         &self,

@@ -1,14 +1,17 @@
 //! Subjects table: one record per data subject, keyed by the HMAC lookup key of
-//! the tenant's user id, holding the random pseudonym events carry.
+//! the tenant's user id, holding the random pseudonym events carry and the
+//! person's state (restriction, objections, erasure; docs/decisions/0010).
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use futures_util::stream::{self, StreamExt};
+use time::OffsetDateTime;
 
-use super::codec::{key_of, now, s, text};
-use super::{failed, is_conditional_failure, table_name, Dynamo, CONCURRENT_WRITES};
+use super::codec::{key_of, now, s, text, time_of, timestamp, Item};
+use super::{applied, failed, is_conditional_failure, table_name, Dynamo, CONCURRENT_WRITES};
 use crate::config::{Config, ConfigError, Setting};
+use crate::domain::subject::{Purpose, SubjectState};
 use crate::domain::{SubjectId, TenantId};
 use crate::keys;
 use crate::ports::{FailureKind, StoreError, SubjectStore};
@@ -61,6 +64,117 @@ impl SubjectTable {
                 }),
             Err(e) => Err(failed("PutItem", e)),
         }
+    }
+}
+
+impl SubjectTable {
+    /// Records what the person asked (restriction, objections, erasure). A subject
+    /// whose state is not the default joins the sparse `by_state` index; back to
+    /// the default, it leaves it. False if there is no such subject.
+    pub async fn set_state(
+        &self,
+        tenant: &TenantId,
+        lookup: &str,
+        state: &SubjectState,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut set = vec!["restricted = :restricted", "state_updated_at = :now"];
+        let mut remove = Vec::new();
+        let mut update = self
+            .db
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::subject_pk(tenant, lookup)))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":restricted", AttributeValue::Bool(state.restricted))
+            .expression_attribute_values(":now", timestamp(now));
+        if state.objections.is_empty() {
+            remove.push("objections");
+        } else {
+            set.push("objections = :objections");
+            let purposes = state.objections.iter().map(|p| p.as_str().to_owned());
+            update = update
+                .expression_attribute_values(":objections", AttributeValue::Ss(purposes.collect()));
+        }
+        match state.erased_at {
+            Some(at) => {
+                set.push("erased_at = :erased");
+                update = update.expression_attribute_values(":erased", timestamp(at));
+            }
+            None => remove.push("erased_at"),
+        }
+        if state.is_default() {
+            remove.push(keys::STATE_KEY);
+        } else {
+            set.push("state_key = :state_key");
+            update =
+                update.expression_attribute_values(":state_key", s(keys::state_index_pk(tenant)));
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        applied(
+            "UpdateItem",
+            update.update_expression(expression).send().await,
+        )
+    }
+
+    /// The subject's state (None: no such subject).
+    pub async fn state(
+        &self,
+        tenant: &TenantId,
+        lookup: &str,
+    ) -> Result<Option<SubjectState>, StoreError> {
+        let out = self
+            .db
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::subject_pk(tenant, lookup)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| failed("GetItem", e))?;
+        Ok(out.item.as_ref().map(subject_state))
+    }
+
+    /// Every subject of the tenant whose state is not the default, by pseudonym,
+    /// in one query of the sparse `by_state` index: what alerts and the export
+    /// leave out.
+    pub async fn non_default_states(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(SubjectId, SubjectState)>, StoreError> {
+        let pk = keys::state_index_pk(tenant);
+        self.db
+            .query_index(&self.name, keys::BY_STATE, keys::STATE_KEY, pk)
+            .await?
+            .iter()
+            .map(|item| {
+                let subject =
+                    text(item, "subject_id").ok_or_else(|| StoreError::corrupt("subject"))?;
+                Ok((SubjectId::from_stored(subject), subject_state(item)))
+            })
+            .collect()
+    }
+}
+
+/// A subject's state as stored (absent attributes: the default).
+fn subject_state(item: &Item) -> SubjectState {
+    SubjectState {
+        restricted: item
+            .get("restricted")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+        objections: item
+            .get("objections")
+            .and_then(|v| v.as_ss().ok())
+            .map(|purposes| purposes.iter().filter_map(|p| Purpose::parse(p)).collect())
+            .unwrap_or_default(),
+        erased_at: time_of(item, "erased_at"),
     }
 }
 
