@@ -10,6 +10,11 @@
 //! - `function`: the shape every Lambda handler has, so the local stack can host any of them.
 //! - `stack_state`: the local stack's state file, read by the local stack and the operator CLI.
 //! - `mocks`: in-memory ports and request builders for unit tests and benchmarks.
+//!
+//! Every binary that links this crate (functions, local stack, CLI, tests,
+//! benchmarks) allocates with mimalloc: building, serialising and dropping
+//! DynamoDB items is allocation-heavy, and glibc's malloc spent a quarter of the
+//! ingest function's CPU on it (docs/decisions/0011).
 
 pub mod adapters;
 pub mod app;
@@ -26,3 +31,6 @@ pub mod ports;
 pub mod retry;
 pub mod stack_state;
 pub mod telemetry;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

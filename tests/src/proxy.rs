@@ -355,6 +355,21 @@ fn dynamo_error(status: StatusCode, kind: &str, message: &str) -> Response<Full<
     response
 }
 
+/// Headers that concern one connection, not the message (RFC 9110 7.6.1).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
 async fn forward(
     parts: &http::request::Parts,
     body: Bytes,
@@ -370,7 +385,7 @@ async fn forward(
         .method(parts.method.clone())
         .uri(format!("{upstream}{path}"));
     for (name, value) in &parts.headers {
-        if name != "host" && name != "content-length" {
+        if name != "host" && name != "content-length" && !is_hop_by_hop(name.as_str()) {
             builder = builder.header(name, value);
         }
     }
@@ -390,6 +405,11 @@ async fn forward(
                 .map(|c| c.to_bytes())
                 .unwrap_or_default();
             parts.headers.remove("content-length");
+            // The emulator closes every connection (HTTP/1.0); the SDK's connection
+            // to the proxy stays open, as its connection to DynamoDB would.
+            for name in HOP_BY_HOP {
+                parts.headers.remove(name);
+            }
             Response::from_parts(parts, Full::new(body))
         }
         Err(_) => dynamo_error(

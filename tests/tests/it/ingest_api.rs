@@ -46,7 +46,7 @@ async fn every_source_is_stored_with_its_allow_listed_fields() {
         .iter()
         .find(|i| s(i, "sk") == Some("E#e-api"))
         .expect("api event");
-    assert!(s(api, "subject").is_some_and(|subject| subject.starts_with("s_")));
+    assert!(s(api, "subject_key").is_some_and(|key| key.starts_with("T#tenant-a#S#s_")));
     assert!(!api.contains_key("user"));
 
     let aggregates = stack.scan("AggregatesTable").await;
