@@ -86,18 +86,11 @@ impl TenantTable {
         tenant: &TenantId,
         projection: &str,
     ) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .db
-            .client
-            .get_item()
-            .table_name(&self.name)
-            .key(keys::PK, s(keys::tenant_pk(tenant)))
-            .key(keys::SK, s(keys::TENANT_SK))
-            .projection_expression(projection)
-            .send()
-            .await
-            .map_err(|e| failed("GetItem", e))?;
-        Ok(out.item)
+        let key = Item::from([
+            (keys::PK.to_owned(), s(keys::tenant_pk(tenant))),
+            (keys::SK.to_owned(), s(keys::TENANT_SK)),
+        ]);
+        self.db.get(&self.name, key, Some(projection)).await
     }
 
     /// Lowers (or restores) the tenant's raw-event retention; false if no such tenant.
@@ -189,18 +182,12 @@ impl AccessStore for TenantTable {
         tenant: &TenantId,
         key_id: &str,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let out = self
-            .db
-            .client
-            .get_item()
-            .table_name(&self.name)
-            .key(keys::PK, s(keys::tenant_pk(tenant)))
-            .key(keys::SK, s(keys::api_key_sk(key_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| failed("GetItem", e))?;
-        out.item.map(|item| key_record(tenant, &item)).transpose()
+        let key = Item::from([
+            (keys::PK.to_owned(), s(keys::tenant_pk(tenant))),
+            (keys::SK.to_owned(), s(keys::api_key_sk(key_id))),
+        ]);
+        let item = self.db.get(&self.name, key, None).await?;
+        item.map(|item| key_record(tenant, &item)).transpose()
     }
 
     async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>, StoreError> {

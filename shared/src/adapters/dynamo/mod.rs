@@ -166,6 +166,25 @@ impl Dynamo {
         }
     }
 
+    /// One item by key, strongly consistent, only the attributes named (None: all).
+    pub(crate) async fn get(
+        &self,
+        table: &str,
+        key: Item,
+        projection: Option<&str>,
+    ) -> Result<Option<Item>, StoreError> {
+        self.client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .set_projection_expression(projection.map(str::to_owned))
+            .consistent_read(true)
+            .send()
+            .await
+            .map(|out| out.item)
+            .map_err(|e| failed("GetItem", e))
+    }
+
     /// Every item of one partition of a global secondary index.
     pub(crate) async fn query_index(
         &self,

@@ -127,17 +127,9 @@ impl SubjectTable {
         tenant: &TenantId,
         lookup: &str,
     ) -> Result<Option<SubjectState>, StoreError> {
-        let out = self
-            .db
-            .client
-            .get_item()
-            .table_name(&self.name)
-            .key(keys::PK, s(keys::subject_pk(tenant, lookup)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| failed("GetItem", e))?;
-        Ok(out.item.as_ref().map(subject_state))
+        let key = Item::from([(keys::PK.to_owned(), s(keys::subject_pk(tenant, lookup)))]);
+        let item = self.db.get(&self.name, key, None).await?;
+        Ok(item.as_ref().map(subject_state))
     }
 
     /// Every subject of the tenant whose state is not the default, by pseudonym,
