@@ -59,23 +59,21 @@ impl IngestTables {
         let mut done = Vec::with_capacity(chunk.len());
         let mut pending = chunk;
         let mut attempt = 1;
-        while !pending.is_empty() {
+        let failure = loop {
+            if pending.is_empty() {
+                return done;
+            }
             let actions = match self.actions(tenant, &pending, retention, now) {
                 Ok(actions) => actions,
-                Err(error) => {
-                    done.extend(
-                        pending
-                            .iter()
-                            .map(|(i, _)| (*i, Recorded::Failed(error.clone()))),
-                    );
-                    break;
-                }
+                Err(error) => break error,
             };
-            let token = transaction_token(tenant, &pending, now);
+            // A new token per attempt of ours: the SDK's own retries of this attempt
+            // reuse it (idempotent), a retry after a cancellation must not.
+            let token = transaction_token(tenant, &pending, now, attempt);
             match self.db.transact(actions, token).await {
                 Ok(()) => {
                     done.extend(pending.iter().map(|(i, _)| (*i, Recorded::Counted)));
-                    break;
+                    return done;
                 }
                 // Already stored (by an earlier or a concurrent request): drop them and
                 // try the rest at once; each round removes at least one event.
@@ -90,33 +88,25 @@ impl IngestTables {
                     }
                     pending = kept;
                 }
-                Err(Cancelled::Other(error))
-                    if error.is_retryable() && attempt < self.db.retry.contended_attempts =>
-                {
+                Err(Cancelled::Other(error)) if error.is_retryable() => {
+                    if attempt >= self.db.retry.contended_attempts {
+                        break StoreError::Exhausted {
+                            operation: "TransactWriteItems",
+                            attempts: attempt,
+                        };
+                    }
                     tracing::debug!(attempt, error = %error, "transaction contended; retrying");
                     self.db.retry.sleep_before(attempt).await;
                     attempt += 1;
                 }
-                Err(Cancelled::Other(error) | Cancelled::Failed(error)) => {
-                    let error = match error {
-                        StoreError::Failed {
-                            kind: FailureKind::Retryable,
-                            ..
-                        } if attempt >= self.db.retry.contended_attempts => StoreError::Exhausted {
-                            operation: "TransactWriteItems",
-                            attempts: attempt,
-                        },
-                        other => other,
-                    };
-                    done.extend(
-                        pending
-                            .iter()
-                            .map(|(i, _)| (*i, Recorded::Failed(error.clone()))),
-                    );
-                    break;
-                }
+                Err(Cancelled::Other(error) | Cancelled::Failed(error)) => break error,
             }
-        }
+        };
+        done.extend(
+            pending
+                .iter()
+                .map(|(i, _)| (*i, Recorded::Failed(failure.clone()))),
+        );
         done
     }
 
@@ -163,17 +153,19 @@ pub fn account_hour_chunks(events: &[StoredEvent]) -> Vec<Vec<Vec<(usize, &Store
         .collect()
 }
 
-/// Idempotency token of one attempt's content (at most 36 characters): the same
-/// content retried by the SDK gets the same token; another request, or the same
-/// chunk less its duplicates, gets another.
+/// Idempotency token of one attempt (at most 36 characters): the SDK's retries of
+/// the attempt send the same token; another request, another attempt, or the same
+/// chunk less its duplicates gets another.
 fn transaction_token(
     tenant: &TenantId,
     pending: &[(usize, &StoredEvent)],
     now: OffsetDateTime,
+    attempt: u32,
 ) -> String {
     let mut hash = Sha256::new();
     hash.update(tenant.as_str());
     hash.update(now.unix_timestamp_nanos().to_be_bytes());
+    hash.update(attempt.to_be_bytes());
     for (_, event) in pending {
         hash.update(event.account.as_str());
         hash.update([0]);
@@ -292,13 +284,14 @@ mod tests {
         let events: Vec<StoredEvent> = (0..3).map(|i| event("acme", i, 1)).collect();
         let all: Vec<(usize, &StoredEvent)> = events.iter().enumerate().collect();
         let now = time::macros::datetime!(2026-11-29 12:00 UTC);
-        let token = transaction_token(&tenant, &all, now);
+        let token = transaction_token(&tenant, &all, now, 1);
         assert_eq!(token.len(), 32);
-        assert_eq!(token, transaction_token(&tenant, &all, now));
-        assert_ne!(token, transaction_token(&tenant, &all[1..], now));
+        assert_eq!(token, transaction_token(&tenant, &all, now, 1));
+        assert_ne!(token, transaction_token(&tenant, &all[1..], now, 1));
         assert_ne!(
             token,
-            transaction_token(&tenant, &all, now + time::Duration::milliseconds(1))
+            transaction_token(&tenant, &all, now + time::Duration::milliseconds(1), 1)
         );
+        assert_ne!(token, transaction_token(&tenant, &all, now, 2));
     }
 }
