@@ -22,16 +22,18 @@ pub enum Setting {
     TenantsTable,
     AuditTable,
     SubjectLookupKeyId,
+    AuditAnchorBucket,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 6] = [
+    pub const ALL: [Setting; 7] = [
         Setting::EventsTable,
         Setting::AggregatesTable,
         Setting::SubjectsTable,
         Setting::TenantsTable,
         Setting::AuditTable,
         Setting::SubjectLookupKeyId,
+        Setting::AuditAnchorBucket,
     ];
 
     pub fn env_name(self) -> &'static str {
@@ -42,6 +44,7 @@ impl Setting {
             Setting::TenantsTable => "VIGIL_TENANTS_TABLE",
             Setting::AuditTable => "VIGIL_AUDIT_TABLE",
             Setting::SubjectLookupKeyId => "VIGIL_SUBJECT_LOOKUP_KEY_ID",
+            Setting::AuditAnchorBucket => "VIGIL_AUDIT_ANCHOR_BUCKET",
         }
     }
 
@@ -54,6 +57,7 @@ impl Setting {
             Setting::TenantsTable => "TenantsTable",
             Setting::AuditTable => "AuditTable",
             Setting::SubjectLookupKeyId => "SubjectLookupKey",
+            Setting::AuditAnchorBucket => "AuditAnchorBucket",
         }
     }
 }

@@ -11,6 +11,10 @@
 //! | tenants    | `T#<tenant>`               | `TENANT`           | the tenant            |
 //! | tenants    | `T#<tenant>`               | `KEY#<key id>`     | one API key           |
 //! | audit      | `T#<tenant>#AUDIT`         | `S#<seq, 12 digits>`| one audit entry      |
+//! | audit      | `T#<tenant>#AUDITCHECK`    | `VERIFIED`         | the last verified anchor's sequence |
+//!
+//! Objects in the audit anchor bucket: `anchors/<tenant>/<seq, 20 digits>_<hash>`,
+//! one per anchored chain head (the listing alone tells every anchor).
 //!
 //! Sparse global secondary indexes (docs/decisions/0010):
 //!
@@ -95,6 +99,11 @@ pub fn tenant_pk(tenant: &TenantId) -> String {
 }
 
 pub const TENANT_SK: &str = "TENANT";
+
+/// The tenant of a tenants-table partition key (`T#<tenant>`).
+pub fn tenant_of_pk(pk: &str) -> Option<&str> {
+    pk.strip_prefix("T#").filter(|t| !t.contains('#'))
+}
 pub const KEY_SK_PREFIX: &str = "KEY#";
 
 pub fn api_key_sk(key_id: &str) -> String {
@@ -112,6 +121,39 @@ pub fn audit_sk(seq: u64) -> String {
 
 pub fn audit_seq(sk: &str) -> Option<u64> {
     sk.strip_prefix("S#")?.parse().ok()
+}
+
+pub fn audit_checkpoint_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#AUDITCHECK")
+}
+
+pub const AUDIT_CHECKPOINT_SK: &str = "VERIFIED";
+
+/// The anchor bucket's folder of a tenant.
+pub fn anchor_prefix(tenant: &TenantId) -> String {
+    format!("anchors/{tenant}/")
+}
+
+/// The object that anchors a chain head.
+pub fn anchor_key(tenant: &TenantId, seq: u64, hash: &str) -> String {
+    format!("anchors/{tenant}/{seq:020}_{hash}")
+}
+
+/// Lists from here to get the anchors at `seq` and after (`~` sorts after digits and `_`).
+pub fn anchor_list_start(tenant: &TenantId, seq: u64) -> String {
+    match seq.checked_sub(1) {
+        Some(before) => format!("anchors/{tenant}/{before:020}~"),
+        None => anchor_prefix(tenant),
+    }
+}
+
+/// `(seq, hash)` of an anchor object's key under `prefix`.
+pub fn anchor_of_key<'a>(prefix: &str, key: &'a str) -> Option<(u64, &'a str)> {
+    let (seq, hash) = key.strip_prefix(prefix)?.split_once('_')?;
+    let well_formed =
+        seq.len() == 20 && hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+    well_formed.then_some(())?;
+    Some((seq.parse().ok()?, hash))
 }
 
 /// The prefix every key of a tenant starts with.
@@ -138,6 +180,13 @@ mod tests {
         assert!(audit_pk(&tenant).starts_with(&prefix));
         assert!(tenant_pk(&tenant).starts_with(&prefix[..prefix.len() - 1]));
         assert_eq!(audit_seq(&audit_sk(42)), Some(42));
+        let hash = "ab".repeat(32);
+        let key = anchor_key(&tenant, 42, &hash);
+        let prefix = anchor_prefix(&tenant);
+        assert_eq!(anchor_of_key(&prefix, &key), Some((42, hash.as_str())));
+        assert!(anchor_list_start(&tenant, 42) < key);
+        assert!(anchor_list_start(&tenant, 43) > key);
+        assert!(anchor_list_start(&tenant, 0) < key);
         assert!(state_index_pk(&tenant).starts_with(&prefix));
         // FNV-1a of "acme" is 0x45fd71af (computed apart, in Python); mod 16 = 15.
         assert_eq!(

@@ -10,7 +10,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::domain::access::KeyRecord;
-use crate::domain::audit::{AuditDraft, AuditEntry};
+use crate::domain::audit::{Anchor, AuditDraft, AuditEntry};
 use crate::domain::{
     AccountId, EventId, HourBucket, RawEventRetention, StoredEvent, SubjectId, TenantId,
 };
@@ -187,6 +187,41 @@ pub trait AuditLog: Send + Sync {
         after_seq: Option<u64>,
         limit: Option<usize>,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+
+    /// The chain's newest entry.
+    fn head(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<AuditEntry>, StoreError>> + Send;
+
+    /// The sequence of the last anchor a verification proved (None: never verified).
+    fn checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    fn set_checkpoint(
+        &self,
+        tenant: &TenantId,
+        seq: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Where chain heads are anchored, out of the function roles' reach.
+pub trait AnchorStore: Send + Sync {
+    /// Anchors a head; false if this exact anchor already exists.
+    fn anchor(
+        &self,
+        tenant: &TenantId,
+        anchor: &Anchor,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The tenant's anchors at `from_seq` and after, in sequence order.
+    fn anchors_from(
+        &self,
+        tenant: &TenantId,
+        from_seq: u64,
+    ) -> impl Future<Output = Result<Vec<Anchor>, StoreError>> + Send;
 }
 
 /// One account's hourly aggregates, read for the dashboard.

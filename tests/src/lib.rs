@@ -111,6 +111,17 @@ impl TestStack {
     }
 
     /// Issues a new key for `tenant` (creating the tenant if needed).
+    /// The audit anchor bucket, straight to the emulator (as the operator CLI).
+    pub async fn anchors(&self) -> vigil_shared::adapters::s3::AnchorBucket {
+        let sdk = vigil_shared::aws::sdk_config(
+            self.config.endpoint_url.as_deref(),
+            self.config.region.as_deref(),
+            vigil_shared::retry::RetryPolicy::default(),
+        )
+        .await;
+        vigil_shared::adapters::s3::AnchorBucket::new(&sdk, &self.config).expect("anchor bucket")
+    }
+
     pub async fn issue_key(&self, tenant: &str, scopes: &[Scope]) -> String {
         self.issue_key_with(tenant, scopes, None).await
     }
@@ -130,7 +141,8 @@ impl TestStack {
             }
             .into(),
             scopes: scopes.to_vec(),
-            expires_at,
+            expires_at: expires_at
+                .unwrap_or_else(|| time::OffsetDateTime::now_utc() + time::Duration::days(1)),
         };
         vigil_local::issue_key(&self.config, tenant, spec)
             .await

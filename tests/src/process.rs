@@ -176,7 +176,7 @@ impl LocalServer {
         let spec = vigil_shared::app::keys::KeySpec {
             name: "process".into(),
             scopes: vigil_shared::domain::access::Scope::ALL.to_vec(),
-            expires_at: None,
+            expires_at: time::OffsetDateTime::now_utc() + time::Duration::days(1),
         };
         vigil_local::issue_key(&config, tenant, spec)
             .await

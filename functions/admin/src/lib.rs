@@ -6,7 +6,7 @@
 //! | `GET /v1/keys` | lists the tenant's keys (never secrets or hashes) |
 //! | `DELETE /v1/keys/{key_id}` | revokes a key |
 //! | `GET /v1/audit?after=&limit=` | lists audit entries |
-//! | `GET /v1/audit/verify` | verifies the hash chain |
+//! | `GET /v1/audit/verify?full=` | verifies the hash chain against its anchors |
 //!
 //! Every call appends an audit entry: reads before they return data (no unaudited
 //! read), changes after they are made (the entry records the outcome). The use
@@ -19,37 +19,43 @@ use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 use vigil_shared::adapters::dynamo::{AuditTable, Dynamo, TenantTable};
+use vigil_shared::adapters::s3::AnchorBucket;
 use vigil_shared::app::audit::{audit_read, verify_trail};
 use vigil_shared::app::keys::{issue_key, revoke_key, KeyRequest, KeyView};
 use vigil_shared::auth::Caller;
 use vigil_shared::config::{Config, ConfigError};
 use vigil_shared::domain::access::Scope;
-use vigil_shared::domain::audit::AuditEntry;
+use vigil_shared::domain::audit::{AuditEntry, VerifyMode};
 use vigil_shared::function::Function;
 use vigil_shared::http::{ApiError, Call, Reply};
-use vigil_shared::ports::{AccessStore, AuditLog, Revocation};
+use vigil_shared::ports::{AccessStore, AnchorStore, AuditLog, Revocation};
 
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub const MAX_AUDIT_PAGE: usize = 1000;
 
-pub struct Deps<K, A> {
+pub struct Deps<K, A, S> {
     pub keys: K,
     pub audit: A,
+    /// The audit anchors (read only: this function cannot write them).
+    pub anchors: S,
     pub clock: fn() -> OffsetDateTime,
 }
 
-impl Deps<TenantTable, AuditTable> {
+impl Deps<TenantTable, AuditTable, AnchorBucket> {
     pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
-        let (db, _) = Dynamo::connect(config).await;
+        let (db, sdk) = Dynamo::connect(config).await;
         Ok(Self {
             keys: TenantTable::new(&db, config)?,
             audit: AuditTable::new(&db, config)?,
+            anchors: AnchorBucket::new(&sdk, config)?,
             clock: OffsetDateTime::now_utc,
         })
     }
 }
 
-impl<K: AccessStore + 'static, A: AuditLog + 'static> Function for Deps<K, A> {
+impl<K: AccessStore + 'static, A: AuditLog + 'static, S: AnchorStore + 'static> Function
+    for Deps<K, A, S>
+{
     type Event = ApiGatewayV2httpRequest;
     type Output = ApiGatewayV2httpResponse;
     type Error = Infallible;
@@ -59,9 +65,9 @@ impl<K: AccessStore + 'static, A: AuditLog + 'static> Function for Deps<K, A> {
     }
 }
 
-pub async fn handle<K: AccessStore, A: AuditLog>(
+pub async fn handle<K: AccessStore, A: AuditLog, S: AnchorStore>(
     request: &ApiGatewayV2httpRequest,
-    deps: &Deps<K, A>,
+    deps: &Deps<K, A, S>,
 ) -> ApiGatewayV2httpResponse {
     let mut call = Call::begin("admin", request);
     let outcome = match call.authorize(Scope::Admin) {
@@ -71,10 +77,10 @@ pub async fn handle<K: AccessStore, A: AuditLog>(
     call.finish(outcome)
 }
 
-async fn route<K: AccessStore, A: AuditLog>(
+async fn route<K: AccessStore, A: AuditLog, S: AnchorStore>(
     call: &Call<'_>,
     caller: &Caller,
-    deps: &Deps<K, A>,
+    deps: &Deps<K, A, S>,
 ) -> Result<Reply, ApiError> {
     let now = (deps.clock)();
     let (tenant, actor, request_id) = (&caller.tenant, caller.key_id.as_str(), &call.request_id);
@@ -101,6 +107,7 @@ async fn route<K: AccessStore, A: AuditLog>(
                     "name": issued.record.name,
                     "scopes": issued.record.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
                     "expires_at": KeyView::of(&issued.record, now).expires_at,
+                    "issued_by": issued.record.issued_by,
                 }),
             ))
         }
@@ -113,33 +120,64 @@ async fn route<K: AccessStore, A: AuditLog>(
         }
         "DELETE /v1/keys/{key_id}" => {
             let key_id = call.path("key_id");
-            let well_formed = !key_id.is_empty()
-                && key_id.len() <= 64
-                && key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+            let well_formed = key_id.len() == 16
+                && key_id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
             if !well_formed {
-                return Err(ApiError::invalid("key_id", "expected the id of a key"));
+                return Err(ApiError::invalid(
+                    "key_id",
+                    "expected the id of a key (16 hex digits)",
+                ));
             }
-            match revoke_key(
+            let mut cascade = false;
+            for (_, value) in call.query(&["cascade"])? {
+                cascade = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(ApiError::invalid("cascade", "expected true or false")),
+                };
+            }
+            let (outcome, also_revoked) = revoke_key(
                 &deps.keys,
                 &deps.audit,
                 tenant,
                 actor,
                 request_id,
                 key_id,
+                cascade,
                 now,
             )
-            .await?
-            {
-                Revocation::Revoked | Revocation::AlreadyRevoked => {
-                    Ok(Reply::ok(&json!({"key_id": key_id, "revoked": true})))
-                }
+            .await?;
+            match outcome {
+                Revocation::Revoked | Revocation::AlreadyRevoked => Ok(Reply::ok(&json!({
+                    "key_id": key_id,
+                    "revoked": true,
+                    "also_revoked": also_revoked,
+                }))),
                 Revocation::NotFound => Err(ApiError::NotFound("no such key")),
             }
         }
         "GET /v1/audit" => list_audit(call, caller, deps, now).await,
         "GET /v1/audit/verify" => {
-            call.query(&[])?;
-            let report = verify_trail(&deps.audit, tenant, actor, request_id, now).await?;
+            let mut mode = VerifyMode::Incremental;
+            for (_, value) in call.query(&["full"])? {
+                mode = match value {
+                    "true" => VerifyMode::Full,
+                    "false" => VerifyMode::Incremental,
+                    _ => return Err(ApiError::invalid("full", "expected true or false")),
+                };
+            }
+            let report = verify_trail(
+                &deps.audit,
+                &deps.anchors,
+                tenant,
+                actor,
+                request_id,
+                mode,
+                now,
+            )
+            .await?;
             Ok(Reply::ok(&report))
         }
         _ => Err(ApiError::NotFound("no such route")),
@@ -181,10 +219,10 @@ fn page_parameters(call: &Call<'_>) -> Result<(Option<u64>, usize), ApiError> {
     Ok((after, limit))
 }
 
-async fn list_audit<K: AccessStore, A: AuditLog>(
+async fn list_audit<K: AccessStore, A: AuditLog, S: AnchorStore>(
     call: &Call<'_>,
     caller: &Caller,
-    deps: &Deps<K, A>,
+    deps: &Deps<K, A, S>,
     now: OffsetDateTime,
 ) -> Result<Reply, ApiError> {
     let (after, limit) = page_parameters(call)?;

@@ -69,6 +69,9 @@ impl Registry {
             })
             .register("vigil-authorizer", |c| async move {
                 vigil_authorizer::Deps::connect(&c).await
+            })
+            .register("vigil-audit-anchor", |c| async move {
+                vigil_audit_anchor::Deps::connect(&c).await
             });
         registry
     }

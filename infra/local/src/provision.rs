@@ -12,10 +12,11 @@ use aws_sdk_dynamodb::types::{
     SseSpecification, SseType, TimeToLiveSpecification,
 };
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ObjectOwnership,
-    OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    VersioningConfiguration,
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, DefaultRetention,
+    ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
+    ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+    ServerSideEncryptionRule, VersioningConfiguration,
 };
 use serde_json::Value;
 use thiserror::Error;
@@ -152,6 +153,9 @@ pub async fn provision(
         "AWS::DynamoDB::Table",
         "AWS::S3::Bucket",
         "AWS::S3::BucketPolicy",
+        "AWS::SQS::Queue",
+        "AWS::SQS::QueuePolicy",
+        "AWS::CloudWatch::Alarm",
         "AWS::Serverless::HttpApi",
         "AWS::Serverless::Function",
     ];
@@ -242,14 +246,19 @@ pub async fn provision(
                         ..Physical::default()
                     }
                 }
-                // Log groups and the HTTP API have no emulator counterpart: the local
-                // server is the API, and logs go to the terminal.
+                // Log groups, queues, alarms and the HTTP API have no emulator
+                // counterpart: the local server is the API, logs go to the
+                // terminal, a failed local invocation is reported to its caller.
                 _ => {
                     let name = format!("{stack_name}-{id}");
                     let arn = format!("arn:aws:local:{region}:{LOCAL_ACCOUNT_ID}:{name}");
                     Physical {
+                        attributes: [
+                            ("Arn".to_owned(), arn),
+                            ("QueueName".to_owned(), name.clone()),
+                        ]
+                        .into(),
                         reference: name,
-                        attributes: [("Arn".to_owned(), arn)].into(),
                     }
                 }
             };
@@ -637,10 +646,16 @@ async fn create_bucket(
             "VersioningConfiguration",
             "PublicAccessBlockConfiguration",
             "OwnershipControls",
+            "ObjectLockEnabled",
+            "ObjectLockConfiguration",
+            // Not emulated: access logs and expiry have no local effect to test.
+            "LoggingConfiguration",
+            "LifecycleConfiguration",
         ],
     )?;
     s3.create_bucket()
         .bucket(name)
+        .object_lock_enabled_for_bucket(truthy(props.get("ObjectLockEnabled")))
         .create_bucket_configuration(
             CreateBucketConfiguration::builder()
                 .location_constraint(BucketLocationConstraint::from(region))
@@ -724,6 +739,33 @@ async fn create_bucket(
                     )
                     .build()
                     .map_err(|e| aws_error(id, e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error(id, e))?;
+    }
+    if let Some(retention) = props.pointer("/ObjectLockConfiguration/Rule/DefaultRetention") {
+        let days = retention.get("Days").and_then(|d| {
+            d.as_i64()
+                .or_else(|| d.as_str().and_then(|t| t.parse().ok()))
+        });
+        let rule = ObjectLockRule::builder()
+            .default_retention(
+                DefaultRetention::builder()
+                    .mode(ObjectLockRetentionMode::from(
+                        text(retention, &["Mode"]).unwrap_or("COMPLIANCE"),
+                    ))
+                    .set_days(days.and_then(|d| i32::try_from(d).ok()))
+                    .build(),
+            )
+            .build();
+        s3.put_object_lock_configuration()
+            .bucket(name)
+            .object_lock_configuration(
+                ObjectLockConfiguration::builder()
+                    .object_lock_enabled(ObjectLockEnabled::Enabled)
+                    .rule(rule)
+                    .build(),
             )
             .send()
             .await

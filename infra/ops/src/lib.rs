@@ -1,6 +1,13 @@
-//! `vigil-ops`, the operator CLI: create tenants and set their raw-event
-//! retention, issue, list and revoke keys, verify a tenant's audit chain. It uses the same SDK configuration as the
-//! functions: AWS's usual credential chain, or the local stack with `--local`.
+//! `vigil-ops`, the operator CLI: create, suspend and resume tenants and set
+//! their raw-event retention, issue, list and revoke keys, verify a tenant's
+//! audit chain. It uses the same SDK configuration as the functions: AWS's
+//! usual credential chain, or the local stack with `--local`.
+//!
+//! Every command that touches a tenant is on that tenant's audit trail, with
+//! the caller's identity: `operator:<unique id>`, the AWS principal's unique
+//! id from STS (`AIDA…` for a user, `AROA…` for a role), which the operator's
+//! account resolves with IAM and CloudTrail and a tenant reading its trail
+//! cannot (no names, no account id).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,14 +16,16 @@ use clap::{Parser, Subcommand};
 use thiserror::Error;
 use time::OffsetDateTime;
 use vigil_shared::adapters::dynamo::{AuditTable, Dynamo, TenantTable};
-use vigil_shared::app::audit::{draft, verify_trail};
+use vigil_shared::adapters::s3::AnchorBucket;
+use vigil_shared::app::audit::{audit_read, draft, verify_trail};
 use vigil_shared::app::keys::{issue_key, revoke_key, KeyRequest, KeyView};
 use vigil_shared::config::{Config, ConfigError};
+use vigil_shared::domain::audit::VerifyMode;
 use vigil_shared::domain::{RawEventRetention, TenantId};
 use vigil_shared::ports::{AccessStore, AuditLog, Revocation, StoreError};
 use vigil_shared::stack_state::{read_event, StackState, StateError};
 
-/// Who the audit trail names for CLI actions.
+/// How the audit trail names CLI actions: `operator:<unique id>`.
 pub const OPERATOR: &str = "operator";
 
 #[derive(Debug, Parser)]
@@ -80,6 +89,11 @@ pub enum TenantAction {
         #[arg(long, default_value = "")]
         name: String,
     },
+    /// Suspends a tenant: every one of its keys is refused (within 30 s, the
+    /// authorizer's cache) until it is resumed. Nothing is deleted.
+    Suspend { tenant: String },
+    /// Resumes a suspended tenant.
+    Resume { tenant: String },
     /// Sets how long the tenant's raw events are kept: 62 to 395 days (the
     /// default). New events follow within 5 minutes; the purge job applies it
     /// to stored ones.
@@ -101,6 +115,7 @@ pub enum KeyAction {
         scopes: String,
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Default 90 (admin keys 30), at most 365 (admin keys 90).
         #[arg(long)]
         expires_in_days: Option<i64>,
     },
@@ -114,15 +129,22 @@ pub enum KeyAction {
         #[arg(long)]
         tenant: String,
         key_id: String,
+        /// Also revoke the keys it issued, and those they issued.
+        #[arg(long)]
+        cascade: bool,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AuditAction {
-    /// Verifies a tenant's hash chain; exits 1 if it is broken.
+    /// Verifies a tenant's hash chain against its anchors, from the last
+    /// verified anchor; exits 1 if it is broken.
     Verify {
         #[arg(long)]
         tenant: String,
+        /// Every live entry against every anchor, not only what is new.
+        #[arg(long)]
+        full: bool,
     },
 }
 
@@ -140,6 +162,8 @@ pub enum OpsError {
     Output(#[from] std::io::Error),
     #[error("the audit chain is broken")]
     BrokenChain,
+    #[error("cannot tell who is calling (STS GetCallerIdentity): {0}")]
+    Identity(String),
     #[error("{0} failed")]
     JobFailed(String),
     #[error("job invoke runs a function of the local stack: add --local (on AWS: aws lambda invoke --function-name <stack>-<name>)")]
@@ -154,18 +178,40 @@ pub fn load_config(local: Option<&PathBuf>) -> Result<Config, OpsError> {
     }
 }
 
-/// The tables the CLI works on: tenants and keys, and the audit trail.
+/// What the CLI works on: tenants and keys, the audit trail and its anchors,
+/// and who is calling.
 pub struct Tables {
     pub keys: TenantTable,
     pub audit: AuditTable,
+    pub anchors: AnchorBucket,
+    /// `operator:<unique id>`, as the audit trail names this caller.
+    pub operator: String,
 }
 
 pub async fn connect(config: &Config) -> Result<Tables, OpsError> {
-    let (db, _) = Dynamo::connect(config).await;
+    let (db, sdk) = Dynamo::connect(config).await;
+    let identity = aws_sdk_sts::Client::new(&sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| OpsError::Identity(aws_sdk_sts::error::DisplayErrorContext(e).to_string()))?;
     Ok(Tables {
         keys: TenantTable::new(&db, config)?,
         audit: AuditTable::new(&db, config)?,
+        anchors: AnchorBucket::new(&sdk, config)?,
+        operator: operator_actor(identity.user_id().unwrap_or_default()),
     })
+}
+
+/// `operator:<unique id>`: the principal's unique id without the session name
+/// (which may be a person's e-mail address).
+pub fn operator_actor(user_id: &str) -> String {
+    let unique = user_id.split(':').next().unwrap_or_default();
+    if unique.is_empty() {
+        format!("{OPERATOR}:unknown")
+    } else {
+        format!("{OPERATOR}:{unique}")
+    }
 }
 
 fn tenant_id(value: &str) -> Result<TenantId, OpsError> {
@@ -203,6 +249,7 @@ pub async fn run_job(
 /// Runs one command against the tables, writing what it prints to `out`.
 pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Result<(), OpsError> {
     let (store, audit) = (&tables.keys, &tables.audit);
+    let operator = tables.operator.as_str();
     let now = OffsetDateTime::now_utc();
     match command {
         Command::Tenant {
@@ -210,6 +257,9 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
         } => {
             let tenant = tenant_id(&tenant)?;
             let created = store.create_tenant(&tenant, &name, now).await?;
+            let outcome = if created { "ok" } else { "exists" };
+            let entry = draft(operator, "tenant.create", None, &request_id(), outcome);
+            audit.append(&tenant, entry, now).await?;
             writeln!(
                 out,
                 "{}",
@@ -219,6 +269,38 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
                     format!("tenant {tenant} already exists")
                 }
             )?;
+        }
+        Command::Tenant {
+            action: action @ (TenantAction::Suspend { .. } | TenantAction::Resume { .. }),
+        } => {
+            let (tenant, suspend) = match &action {
+                TenantAction::Suspend { tenant } => (tenant_id(tenant)?, true),
+                TenantAction::Resume { tenant } => (tenant_id(tenant)?, false),
+                _ => unreachable!("matched above"),
+            };
+            let updated = store.set_suspended(&tenant, suspend, now).await?;
+            let verb = if suspend {
+                "tenant.suspend"
+            } else {
+                "tenant.resume"
+            };
+            let outcome = if updated { "ok" } else { "not_found" };
+            audit
+                .append(
+                    &tenant,
+                    draft(operator, verb, None, &request_id(), outcome),
+                    now,
+                )
+                .await?;
+            if !updated {
+                return Err(OpsError::Invalid(format!("tenant {tenant} does not exist")));
+            }
+            let state = if suspend {
+                "suspended: its keys are refused within 30 s"
+            } else {
+                "resumed"
+            };
+            writeln!(out, "tenant {tenant} {state}")?;
         }
         Command::Tenant {
             action:
@@ -240,7 +322,7 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
                 .set_raw_event_retention(&tenant, retention, now)
                 .await?;
             let outcome = if updated { "ok" } else { "not_found" };
-            let entry = draft(OPERATOR, "tenant.retention", None, &request, outcome);
+            let entry = draft(operator, "tenant.retention", None, &request, outcome);
             audit.append(&tenant, entry, now).await?;
             if !updated {
                 return Err(OpsError::Invalid(format!(
@@ -277,7 +359,7 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
                 .validate(now)
                 .map_err(|e| OpsError::Invalid(e.to_string()))?;
             let issued =
-                issue_key(store, audit, &tenant, OPERATOR, &request_id(), spec, now).await?;
+                issue_key(store, audit, &tenant, operator, &request_id(), spec, now).await?;
             writeln!(out, "key id: {}", issued.record.key_id)?;
             writeln!(out, "key:    {}", issued.secret)?;
             writeln!(out, "(shown once: store it now)")?;
@@ -286,6 +368,7 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
             action: KeyAction::List { tenant },
         } => {
             let tenant = tenant_id(&tenant)?;
+            audit_read(audit, &tenant, operator, "key.list", &request_id(), now).await?;
             let keys: Vec<KeyView> = store
                 .list_keys(&tenant)
                 .await?
@@ -299,10 +382,26 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
             )?;
         }
         Command::Key {
-            action: KeyAction::Revoke { tenant, key_id },
+            action:
+                KeyAction::Revoke {
+                    tenant,
+                    key_id,
+                    cascade,
+                },
         } => {
             let tenant = tenant_id(&tenant)?;
-            match revoke_key(store, audit, &tenant, OPERATOR, &request_id(), &key_id, now).await? {
+            let (outcome, also) = revoke_key(
+                store,
+                audit,
+                &tenant,
+                operator,
+                &request_id(),
+                &key_id,
+                cascade,
+                now,
+            )
+            .await?;
+            match outcome {
                 Revocation::Revoked => writeln!(out, "key {key_id} revoked")?,
                 Revocation::AlreadyRevoked => writeln!(out, "key {key_id} was already revoked")?,
                 Revocation::NotFound => {
@@ -311,12 +410,29 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
                     )))
                 }
             }
+            for other in also {
+                writeln!(out, "key {other} revoked (issued by {key_id} or its keys)")?;
+            }
         }
         Command::Audit {
-            action: AuditAction::Verify { tenant },
+            action: AuditAction::Verify { tenant, full },
         } => {
             let tenant = tenant_id(&tenant)?;
-            let report = verify_trail(audit, &tenant, OPERATOR, &request_id(), now).await?;
+            let mode = if full {
+                VerifyMode::Full
+            } else {
+                VerifyMode::Incremental
+            };
+            let report = verify_trail(
+                audit,
+                &tables.anchors,
+                &tenant,
+                operator,
+                &request_id(),
+                mode,
+                now,
+            )
+            .await?;
             writeln!(
                 out,
                 "{}",

@@ -1,10 +1,13 @@
-//! Audit-trail use cases: record what an actor did, verify a tenant's chain.
+//! Audit-trail use cases: record what an actor did, anchor a tenant's chain
+//! head, verify the chain against its anchors.
 
 use time::OffsetDateTime;
 
-use crate::domain::audit::{verify_chain, AuditDraft, AuditEntry, ChainReport};
+use crate::domain::audit::{
+    verify_anchored, Anchor, AuditDraft, AuditEntry, ChainReport, VerifyMode,
+};
 use crate::domain::TenantId;
-use crate::ports::{AuditLog, StoreError};
+use crate::ports::{AnchorStore, AuditLog, StoreError};
 
 /// Who did what to which target, in which request, with which outcome.
 pub fn draft(
@@ -37,16 +40,31 @@ pub async fn audit_read<A: AuditLog>(
         .await
 }
 
-/// Verifies the tenant's whole chain, then audits that it was verified.
-pub async fn verify_trail<A: AuditLog>(
+/// Verifies the tenant's chain against its anchors, then audits that it was
+/// verified. Incremental: from the last anchor an earlier verification proved,
+/// so the cost follows what was appended since; `Full` reads every live entry.
+pub async fn verify_trail<A: AuditLog, S: AnchorStore>(
     audit: &A,
+    anchors: &S,
     tenant: &TenantId,
     actor: &str,
     request_id: &str,
+    mode: VerifyMode,
     now: OffsetDateTime,
 ) -> Result<ChainReport, StoreError> {
-    let entries = audit.entries(tenant, None, None).await?;
-    let report = verify_chain(tenant, &entries, now);
+    let checkpoint = match mode {
+        VerifyMode::Incremental => audit.checkpoint(tenant).await?,
+        VerifyMode::Full => None,
+    };
+    let listed = anchors
+        .anchors_from(tenant, checkpoint.unwrap_or(0))
+        .await?;
+    // The anchor read back from the bucket, never the checkpoint's word for it.
+    let start = checkpoint.and_then(|seq| listed.iter().find(|a| a.seq == seq).cloned());
+    let entries = audit
+        .entries(tenant, start.as_ref().map(|a| a.seq - 1), None)
+        .await?;
+    let report = verify_anchored(tenant, &entries, start.as_ref(), &listed, mode, now);
     let outcome = if report.intact { "intact" } else { "broken" };
     audit
         .append(
@@ -55,5 +73,38 @@ pub async fn verify_trail<A: AuditLog>(
             now,
         )
         .await?;
+    if let Some(verified) = report.verified_anchor(&listed) {
+        if checkpoint.is_none_or(|seq| verified.seq > seq) {
+            audit.set_checkpoint(tenant, verified.seq).await?;
+        }
+    }
     Ok(report)
+}
+
+/// What one anchoring pass did for one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchoring {
+    /// The head was anchored now.
+    Anchored,
+    /// The head was anchored before: nothing appended since.
+    Unchanged,
+    /// The tenant has no entry yet.
+    Empty,
+}
+
+/// Anchors the tenant's chain head (idempotent: an anchored head is left as is).
+pub async fn anchor_head<A: AuditLog, S: AnchorStore>(
+    audit: &A,
+    anchors: &S,
+    tenant: &TenantId,
+    now: OffsetDateTime,
+) -> Result<Anchoring, StoreError> {
+    let Some(head) = audit.head(tenant).await? else {
+        return Ok(Anchoring::Empty);
+    };
+    if anchors.anchor(tenant, &Anchor::of(&head, now)).await? {
+        Ok(Anchoring::Anchored)
+    } else {
+        Ok(Anchoring::Unchanged)
+    }
 }

@@ -10,8 +10,11 @@ use crate::domain::TenantId;
 use crate::http::ApiError;
 use crate::ports::{AccessStore, AuditLog, Revocation, StoreError};
 
-/// Longest validity a key may be given.
-pub const MAX_KEY_DAYS: i64 = 730;
+/// Every key expires. Admin keys can do the most harm if leaked: they live shorter.
+pub const DEFAULT_KEY_DAYS: i64 = 90;
+pub const MAX_KEY_DAYS: i64 = 365;
+pub const DEFAULT_ADMIN_KEY_DAYS: i64 = 30;
+pub const MAX_ADMIN_KEY_DAYS: i64 = 90;
 
 /// What a new key should be, as a client asks for it.
 #[derive(Debug, Clone, Deserialize)]
@@ -28,7 +31,7 @@ pub struct KeyRequest {
 pub struct KeySpec {
     pub name: String,
     pub scopes: Vec<Scope>,
-    pub expires_at: Option<OffsetDateTime>,
+    pub expires_at: OffsetDateTime,
 }
 
 impl KeyRequest {
@@ -56,18 +59,23 @@ impl KeyRequest {
                 scopes.push(scope);
             }
         }
-        let expires_at = match self.expires_in_days {
-            None => None,
-            Some(days) if (1..=MAX_KEY_DAYS).contains(&days) => {
-                Some(now + time::Duration::days(days))
-            }
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "expires_in_days",
-                    format!("must be from 1 to {MAX_KEY_DAYS}"),
-                ))
-            }
+        let (default, max, kind) = if scopes.contains(&Scope::Admin) {
+            (
+                DEFAULT_ADMIN_KEY_DAYS,
+                MAX_ADMIN_KEY_DAYS,
+                " for an admin key",
+            )
+        } else {
+            (DEFAULT_KEY_DAYS, MAX_KEY_DAYS, "")
         };
+        let days = self.expires_in_days.unwrap_or(default);
+        if !(1..=max).contains(&days) {
+            return Err(ApiError::invalid(
+                "expires_in_days",
+                format!("must be from 1 to {max}{kind}"),
+            ));
+        }
+        let expires_at = now + time::Duration::days(days);
         Ok(KeySpec {
             name: name.to_owned(),
             scopes,
@@ -91,6 +99,7 @@ pub struct KeyView {
     pub revoked_at: Option<String>,
     pub last_used_hour: Option<String>,
     pub active: bool,
+    pub issued_by: Option<String>,
 }
 
 impl KeyView {
@@ -104,6 +113,7 @@ impl KeyView {
             revoked_at: record.revoked_at.map(rfc3339),
             last_used_hour: record.last_used_hour.clone(),
             active: record.is_active(now),
+            issued_by: record.issued_by.clone(),
         }
     }
 }
@@ -118,7 +128,14 @@ pub async fn issue_key<K: AccessStore, A: AuditLog>(
     spec: KeySpec,
     now: OffsetDateTime,
 ) -> Result<IssuedKey, StoreError> {
-    let issued = IssuedKey::generate(tenant, &spec.name, spec.scopes, now, spec.expires_at);
+    let issued = IssuedKey::generate(
+        tenant,
+        &spec.name,
+        spec.scopes,
+        now,
+        Some(spec.expires_at),
+        actor,
+    );
     keys.put_key(&issued.record).await?;
     let key_id = &issued.record.key_id;
     let entry = draft(actor, "key.issue", Some(key_id), request_id, "ok");
@@ -133,8 +150,36 @@ pub async fn issue_key<K: AccessStore, A: AuditLog>(
     Ok(issued)
 }
 
-/// Revokes a key and audits the outcome.
+/// Revokes a key and audits the outcome; with `cascade`, also every key it
+/// issued, and the keys those issued (each revocation its own audit entry).
+/// Returns the outcome for `key_id` and the other keys revoked now.
+#[allow(clippy::too_many_arguments)]
 pub async fn revoke_key<K: AccessStore, A: AuditLog>(
+    keys: &K,
+    audit: &A,
+    tenant: &TenantId,
+    actor: &str,
+    request_id: &str,
+    key_id: &str,
+    cascade: bool,
+    now: OffsetDateTime,
+) -> Result<(Revocation, Vec<String>), StoreError> {
+    let outcome = revoke_one(keys, audit, tenant, actor, request_id, key_id, now).await?;
+    let mut also = Vec::new();
+    if cascade && outcome != Revocation::NotFound {
+        let all = keys.list_keys(tenant).await?;
+        for descendant in issued_by_transitively(&all, key_id) {
+            if revoke_one(keys, audit, tenant, actor, request_id, &descendant, now).await?
+                == Revocation::Revoked
+            {
+                also.push(descendant);
+            }
+        }
+    }
+    Ok((outcome, also))
+}
+
+async fn revoke_one<K: AccessStore, A: AuditLog>(
     keys: &K,
     audit: &A,
     tenant: &TenantId,
@@ -157,6 +202,25 @@ pub async fn revoke_key<K: AccessStore, A: AuditLog>(
         )
         .await?;
     Ok(outcome)
+}
+
+/// The keys `root` issued, and those they issued, in breadth-first order (never `root`).
+pub fn issued_by_transitively(all: &[KeyRecord], root: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut frontier = vec![root.to_owned()];
+    while let Some(issuer) = frontier.pop() {
+        for record in all {
+            let child = &record.key_id;
+            if record.issued_by.as_deref() == Some(issuer.as_str())
+                && child != root
+                && !found.contains(child)
+            {
+                found.push(child.clone());
+                frontier.push(child.clone());
+            }
+        }
+    }
+    found
 }
 
 /// Creates the tenant if needed and issues it a key, as an operator does.

@@ -146,6 +146,10 @@ pub struct KeyRecord {
     pub revoked_at: Option<OffsetDateTime>,
     /// `yyyy-mm-ddThh` of the last use, written at most once an hour.
     pub last_used_hour: Option<String>,
+    /// The key id that issued it, or `operator:<identity>` (None: issued before this was kept).
+    pub issued_by: Option<String>,
+    /// Its tenant is suspended (read with the key, from the tenant's record).
+    pub tenant_suspended: bool,
 }
 
 /// Why a key is refused. Only logs see this; clients get one generic answer.
@@ -156,6 +160,7 @@ pub enum KeyDenial {
     WrongSecret,
     Revoked,
     Expired,
+    TenantSuspended,
 }
 
 impl KeyDenial {
@@ -166,6 +171,7 @@ impl KeyDenial {
             KeyDenial::WrongSecret => "wrong_secret",
             KeyDenial::Revoked => "revoked",
             KeyDenial::Expired => "expired",
+            KeyDenial::TenantSuspended => "tenant_suspended",
         }
     }
 }
@@ -184,6 +190,9 @@ impl KeyRecord {
         }
         if self.expires_at.is_some_and(|at| at <= now) {
             return Err(KeyDenial::Expired);
+        }
+        if self.tenant_suspended {
+            return Err(KeyDenial::TenantSuspended);
         }
         Ok(())
     }
@@ -212,6 +221,7 @@ impl IssuedKey {
         scopes: Vec<Scope>,
         now: OffsetDateTime,
         expires_at: Option<OffsetDateTime>,
+        issued_by: &str,
     ) -> Self {
         let key_id = hex::encode(rand::random::<[u8; KEY_ID_HEX / 2]>());
         let secret = hex::encode(rand::random::<[u8; SECRET_HEX / 2]>());
@@ -227,6 +237,8 @@ impl IssuedKey {
                 expires_at,
                 revoked_at: None,
                 last_used_hour: None,
+                issued_by: Some(issued_by.to_owned()),
+                tenant_suspended: false,
             },
         }
     }
@@ -245,8 +257,14 @@ mod tests {
 
     #[test]
     fn an_issued_key_verifies_and_only_its_hash_is_kept() {
-        let issued =
-            IssuedKey::generate(&tenant("acme_corp"), "ci", vec![Scope::Ingest], NOW, None);
+        let issued = IssuedKey::generate(
+            &tenant("acme_corp"),
+            "ci",
+            vec![Scope::Ingest],
+            NOW,
+            None,
+            "k0",
+        );
         assert!(issued.secret.starts_with("vk_acme_corp_"));
         let presented = PresentedKey::parse(&issued.secret).expect("parses");
         assert_eq!(presented.tenant, tenant("acme_corp"));
@@ -268,6 +286,7 @@ mod tests {
             vec![Scope::Read],
             NOW,
             Some(NOW + time::Duration::hours(1)),
+            "k0",
         );
         let mut forged = issued.secret.clone();
         forged.pop();
@@ -287,6 +306,11 @@ mod tests {
                 .record
                 .verify(&presented, NOW + time::Duration::hours(2)),
             Err(KeyDenial::Expired)
+        );
+        issued.record.tenant_suspended = true;
+        assert_eq!(
+            issued.record.verify(&presented, NOW),
+            Err(KeyDenial::TenantSuspended)
         );
         issued.record.revoked_at = Some(NOW);
         assert_eq!(

@@ -166,9 +166,11 @@ async fn swapped_entries_are_reported_at_both_positions() {
     // The operator CLI's verification agrees.
     let cli = vigil_shared::app::audit::verify_trail(
         stack.audit(),
+        &stack.anchors().await,
         &TenantId::parse("swapped").expect("tenant"),
         "operator",
         "test",
+        vigil_shared::domain::audit::VerifyMode::Full,
         time::OffsetDateTime::now_utc(),
     )
     .await
@@ -231,5 +233,245 @@ async fn audit_entries_hold_no_secret_or_key_hash() {
             "a secret or hash is in the key listing"
         );
     }
+    stack.shutdown().await;
+}
+
+/// Runs the anchor job of the stack, as its schedule would.
+async fn anchor(stack: &TestStack) -> Value {
+    let invocation =
+        vigil_shared::stack_state::invoke(&stack.api, "AuditAnchorFunction", &json!({}))
+            .await
+            .expect("invoke");
+    assert!(invocation.succeeded(), "{invocation:?}");
+    serde_json::from_str(&invocation.output).expect("json")
+}
+
+async fn anchors(stack: &TestStack, tenant: &str) -> Vec<vigil_shared::domain::audit::Anchor> {
+    use vigil_shared::ports::AnchorStore;
+    stack
+        .anchors()
+        .await
+        .anchors_from(&TenantId::parse(tenant).expect("tenant"), 0)
+        .await
+        .expect("anchors")
+}
+
+async fn stored_entries(
+    stack: &TestStack,
+    tenant: &str,
+) -> Vec<vigil_shared::domain::audit::AuditEntry> {
+    use vigil_shared::ports::AuditLog;
+    stack
+        .audit()
+        .entries(&TenantId::parse(tenant).expect("tenant"), None, None)
+        .await
+        .expect("entries")
+}
+
+#[tokio::test]
+async fn anchoring_is_idempotent_and_an_anchor_cannot_be_deleted() {
+    let stack = TestStack::start().await;
+    trail(&stack, "anchored", 2).await;
+    let head = stored_entries(&stack, "anchored")
+        .await
+        .last()
+        .cloned()
+        .expect("head");
+    let first = anchor(&stack).await;
+    assert_eq!(
+        (first["anchored"].as_u64(), first["failed"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let again = anchor(&stack).await;
+    assert_eq!(
+        (again["anchored"].as_u64(), again["unchanged"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let listed = anchors(&stack, "anchored").await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].seq, listed[0].hash.as_str()),
+        (head.seq, head.hash.as_str())
+    );
+
+    // Object Lock (compliance mode): the anchored version cannot be deleted.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::new()
+            .endpoint_url(vigil_tests::emulator_url())
+            .region(aws_sdk_s3::config::Region::new("eu-west-3"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "x", "x", None, None, "t",
+            ))
+            .force_path_style(true)
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .build(),
+    );
+    let bucket = stack
+        .stack
+        .reference("AuditAnchorBucket")
+        .expect("bucket")
+        .to_owned();
+    let versions = s3
+        .list_object_versions()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("versions");
+    let version = &versions.versions()[0];
+    let deleted = s3
+        .delete_object()
+        .bucket(&bucket)
+        .key(version.key().unwrap_or_default())
+        .version_id(version.version_id().unwrap_or_default())
+        .send()
+        .await;
+    assert!(deleted.is_err(), "a locked anchor was deleted");
+    assert_eq!(anchors(&stack, "anchored").await.len(), 1);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rewritten_chain_with_recomputed_hashes_is_caught_by_its_anchor() {
+    let stack = TestStack::start().await;
+    let tenant = TenantId::parse("rewritten").expect("tenant");
+    let admin = trail(&stack, "rewritten", 5).await;
+    anchor(&stack).await;
+    let anchored = anchors(&stack, "rewritten").await[0].clone();
+
+    // Someone holding a function's role (PutItem on the audit table) changes
+    // entry 3's outcome and recomputes every hash after it, as the code would.
+    let mut entries = stored_entries(&stack, "rewritten").await;
+    entries[2].outcome = "denied".into();
+    for i in 2..entries.len() {
+        if i > 2 {
+            entries[i].prev_hash = entries[i - 1].hash.clone();
+        }
+        entries[i].hash = entries[i].compute_hash(&tenant);
+        let mut item = get_entry(&stack, "rewritten", entries[i].seq).await;
+        item.insert(
+            "outcome".into(),
+            AttributeValue::S(entries[i].outcome.clone()),
+        );
+        item.insert(
+            "prev_hash".into(),
+            AttributeValue::S(entries[i].prev_hash.clone()),
+        );
+        item.insert("hash".into(), AttributeValue::S(entries[i].hash.clone()));
+        put_entry(&stack, item, "rewritten", entries[i].seq).await;
+    }
+    // The chain alone is consistent again: only the anchor can tell.
+    let rewritten = stored_entries(&stack, "rewritten").await;
+    let alone = vigil_shared::domain::audit::verify_chain(
+        &tenant,
+        &rewritten,
+        time::OffsetDateTime::now_utc(),
+    );
+    assert!(alone.intact, "{alone:?}");
+
+    let report = verify(&stack, &admin).await;
+    assert_eq!(report["intact"], false);
+    assert_eq!(
+        findings(&report),
+        [(anchored.seq, "anchor_mismatch".to_owned())]
+    );
+    assert_eq!(report["anchor"]["seq"].as_u64(), Some(anchored.seq));
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_the_newest_entries_is_caught_by_the_anchor() {
+    let stack = TestStack::start().await;
+    let admin = trail(&stack, "truncated", 4).await;
+    anchor(&stack).await;
+    let head = anchors(&stack, "truncated").await[0].seq;
+    for seq in [head - 1, head] {
+        let (pk, sk) = entry_key("truncated", seq);
+        stack
+            .dynamodb
+            .delete_item()
+            .table_name(stack.table("AuditTable"))
+            .key("pk", pk)
+            .key("sk", sk)
+            .send()
+            .await
+            .expect("delete");
+    }
+    let report = verify(&stack, &admin).await;
+    assert_eq!(report["intact"], false);
+    assert_eq!(findings(&report), [(head, "truncated".to_owned())]);
+    assert_eq!(report["last_seq"].as_u64(), Some(head - 2));
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn verification_continues_from_the_last_verified_anchor() {
+    let stack = TestStack::start().await;
+    let admin = trail(&stack, "incremental", 3).await;
+    anchor(&stack).await;
+    let first = verify(&stack, &admin).await;
+    assert_eq!(
+        (first["intact"].as_bool(), first["verified_from"].as_u64()),
+        (Some(true), None)
+    );
+    let checkpoint = first["anchor"]["seq"].as_u64().expect("anchored");
+
+    trail_more(&stack, &admin, 3).await;
+    anchor(&stack).await;
+    let second = verify(&stack, &admin).await;
+    assert_eq!(second["intact"], true, "{second}");
+    assert_eq!(second["mode"], "incremental");
+    assert_eq!(second["verified_from"].as_u64(), Some(checkpoint));
+    // It read from the checkpoint on, not the whole trail.
+    let total = stored_entries(&stack, "incremental").await.len() as u64;
+    let read = second["entries"].as_u64().expect("entries");
+    assert_eq!(second["first_seq"].as_u64(), Some(checkpoint));
+    assert!(read < total - 1, "read {read} of {total}");
+
+    // A change before the checkpoint is found by a full verification.
+    let mut early = get_entry(&stack, "incremental", 2).await;
+    early.insert("outcome".into(), AttributeValue::S("denied".into()));
+    put_entry(&stack, early, "incremental", 2).await;
+    let (status, full) = stack
+        .call(
+            Method::GET,
+            "/v1/audit/verify?full=true",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(full["mode"], "full");
+    assert!(
+        findings(&full).contains(&(2, "changed".to_owned())),
+        "{full}"
+    );
+    stack.shutdown().await;
+}
+
+async fn trail_more(stack: &TestStack, admin: &str, n: usize) {
+    for i in 0..n {
+        let body = json!({"name": format!("more{i}"), "scopes": ["read"]});
+        let (status, _) = stack
+            .call(Method::POST, "/v1/keys", Some(admin), Some(&body))
+            .await;
+        assert_eq!(status, 201);
+    }
+}
+
+#[tokio::test]
+async fn an_attribute_added_to_an_entry_is_a_change() {
+    let stack = TestStack::start().await;
+    let admin = trail(&stack, "extended", 2).await;
+    let mut item = get_entry(&stack, "extended", 2).await;
+    item.insert("note".into(), AttributeValue::S("added later".into()));
+    put_entry(&stack, item, "extended", 2).await;
+    let mut expiry = get_entry(&stack, "extended", 1).await;
+    expiry.insert("expires_at".into(), AttributeValue::N("4102444800".into()));
+    put_entry(&stack, expiry, "extended", 1).await;
+    let report = verify(&stack, &admin).await;
+    assert_eq!(
+        findings(&report),
+        [(1, "changed".to_owned()), (2, "changed".to_owned())]
+    );
     stack.shutdown().await;
 }

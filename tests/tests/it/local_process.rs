@@ -93,7 +93,7 @@ async fn the_run_command_refuses_busy_ports_and_cleans_up_on_sigterm() {
     let spec = vigil_shared::app::keys::KeySpec {
         name: "process".into(),
         scopes: vec![Scope::Ingest, Scope::Read],
-        expires_at: None,
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::days(1),
     };
     let key = vigil_local::issue_key(&state.config(), "decode", spec)
         .await

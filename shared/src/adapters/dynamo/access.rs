@@ -52,6 +52,9 @@ fn key_item(record: &KeyRecord) -> Item {
     if let Some(at) = record.expires_at {
         item.insert("valid_until".into(), timestamp(at));
     }
+    if let Some(issuer) = &record.issued_by {
+        item.insert("issued_by".into(), s(issuer));
+    }
     item
 }
 
@@ -76,10 +79,65 @@ fn key_record(tenant: &TenantId, item: &Item) -> Result<KeyRecord, StoreError> {
         expires_at: time_of(item, "valid_until"),
         revoked_at: time_of(item, "revoked_at"),
         last_used_hour: text(item, "last_used_hour"),
+        issued_by: text(item, "issued_by"),
+        tenant_suspended: false,
     })
 }
 
 impl TenantTable {
+    /// Suspends (every key of the tenant is refused) or resumes a tenant; false if no such tenant.
+    pub async fn set_suspended(
+        &self,
+        tenant: &TenantId,
+        suspended: bool,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let update = self
+            .db
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::tenant_pk(tenant)))
+            .key(keys::SK, s(keys::TENANT_SK))
+            .condition_expression("attribute_exists(pk)");
+        let update = if suspended {
+            update
+                .update_expression("SET suspended_at = if_not_exists(suspended_at, :now)")
+                .expression_attribute_values(":now", timestamp(now))
+        } else {
+            update.update_expression("REMOVE suspended_at")
+        };
+        applied("UpdateItem", update.send().await)
+    }
+
+    /// Every tenant, for the jobs that visit them all. A Scan: the table holds
+    /// tenants and their keys only, a few items per tenant.
+    pub async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let mut tenants = Vec::new();
+        let mut pages = self
+            .db
+            .client
+            .scan()
+            .table_name(&self.name)
+            .filter_expression("sk = :tenant")
+            .expression_attribute_values(":tenant", s(keys::TENANT_SK))
+            .projection_expression("pk")
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failed("Scan", e))?;
+            for item in page.items() {
+                let tenant = text(item, keys::PK)
+                    .and_then(|pk| keys::tenant_of_pk(&pk).map(str::to_owned))
+                    .and_then(|t| TenantId::parse(&t).ok())
+                    .ok_or_else(|| StoreError::corrupt("tenant"))?;
+                tenants.push(tenant);
+            }
+        }
+        Ok(tenants)
+    }
+
     /// The tenant's record, only the attributes named (None: no such tenant).
     async fn tenant_record(
         &self,
@@ -177,17 +235,46 @@ impl AccessStore for TenantTable {
             .map_err(|e| failed("PutItem", e))
     }
 
+    /// The key and its tenant's record in one BatchGetItem: a suspended tenant's
+    /// keys are refused at no extra round trip.
     async fn get_key(
         &self,
         tenant: &TenantId,
         key_id: &str,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let key = Item::from([
-            (keys::PK.to_owned(), s(keys::tenant_pk(tenant))),
-            (keys::SK.to_owned(), s(keys::api_key_sk(key_id))),
-        ]);
-        let item = self.db.get(&self.name, key, None).await?;
-        item.map(|item| key_record(tenant, &item)).transpose()
+        let item_key = |sk: String| {
+            Item::from([
+                (keys::PK.to_owned(), s(keys::tenant_pk(tenant))),
+                (keys::SK.to_owned(), s(sk)),
+            ])
+        };
+        let items = self
+            .db
+            .batch_get(
+                &self.name,
+                vec![
+                    item_key(keys::api_key_sk(key_id)),
+                    item_key(keys::TENANT_SK.to_owned()),
+                ],
+                None,
+            )
+            .await?;
+        let is = |item: &&Item, sk: &str| text(item, keys::SK).as_deref() == Some(sk);
+        let suspended = items
+            .iter()
+            .find(|item| is(item, keys::TENANT_SK))
+            .is_some_and(|item| item.contains_key("suspended_at"));
+        let key_sk = keys::api_key_sk(key_id);
+        items
+            .iter()
+            .find(|item| is(item, &key_sk))
+            .map(|item| {
+                key_record(tenant, item).map(|mut record| {
+                    record.tenant_suspended = suspended;
+                    record
+                })
+            })
+            .transpose()
     }
 
     async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>, StoreError> {

@@ -6,7 +6,6 @@ use super::codec::{is_live, n, s, text, time_of, timestamp, Item, EXPIRES_AT};
 use super::{applied, failed, table_name, Dynamo};
 use crate::config::{Config, ConfigError, Setting};
 use crate::domain::audit::{AuditDraft, AuditEntry};
-use crate::domain::retention::{self, RawEventRetention, StoredItem};
 use crate::domain::TenantId;
 use crate::keys;
 use crate::ports::{AuditLog, StoreError};
@@ -25,7 +24,8 @@ impl AuditTable {
         })
     }
 
-    async fn last_entry(&self, tenant: &TenantId) -> Result<Option<AuditEntry>, StoreError> {
+    /// The chain's newest entry (its head), expired or not.
+    pub async fn last_entry(&self, tenant: &TenantId) -> Result<Option<AuditEntry>, StoreError> {
         let out = self
             .db
             .client
@@ -58,15 +58,27 @@ fn audit_item(tenant: &TenantId, entry: &AuditEntry) -> Item {
     item.insert("prev_hash".into(), s(&entry.prev_hash));
     item.insert("prev_time".into(), s(&entry.prev_time));
     item.insert("hash".into(), s(&entry.hash));
-    if let Some(at) = retention::expires_at(
-        StoredItem::AuditEntry,
-        entry.time,
-        RawEventRetention::default(),
-    ) {
-        item.insert(EXPIRES_AT.into(), n(at.unix_timestamp()));
+    if let Some(at) = entry.expires_at {
+        item.insert(EXPIRES_AT.into(), n(at));
     }
     item
 }
+
+/// Every attribute an entry is stored with: the hash covers all but the keys and itself.
+const ENTRY_ATTRIBUTES: [&str; 12] = [
+    keys::PK,
+    keys::SK,
+    "time",
+    "actor",
+    "action",
+    "target",
+    "request_id",
+    "outcome",
+    "prev_hash",
+    "prev_time",
+    "hash",
+    EXPIRES_AT,
+];
 
 /// Reads an entry back as stored; the sequence comes from the key, so a moved entry shows.
 fn audit_entry(item: &Item) -> Result<AuditEntry, StoreError> {
@@ -83,7 +95,14 @@ fn audit_entry(item: &Item) -> Result<AuditEntry, StoreError> {
         outcome: field("outcome"),
         prev_hash: field("prev_hash"),
         prev_time: field("prev_time"),
+        expires_at: item
+            .get(EXPIRES_AT)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok()),
         hash: field("hash"),
+        foreign_attributes: item
+            .keys()
+            .any(|name| !ENTRY_ATTRIBUTES.contains(&name.as_str())),
     })
 }
 
@@ -123,6 +142,40 @@ impl AuditLog for AuditTable {
             self.db.retry.sleep_before(attempt).await;
             attempt += 1;
         }
+    }
+
+    async fn head(&self, tenant: &TenantId) -> Result<Option<AuditEntry>, StoreError> {
+        self.last_entry(tenant).await
+    }
+
+    async fn checkpoint(&self, tenant: &TenantId) -> Result<Option<u64>, StoreError> {
+        let key = [
+            (keys::PK.to_owned(), s(keys::audit_checkpoint_pk(tenant))),
+            (keys::SK.to_owned(), s(keys::AUDIT_CHECKPOINT_SK)),
+        ];
+        let item = self.db.get(&self.name, key.into(), None).await?;
+        Ok(item
+            .as_ref()
+            .and_then(|item| item.get("seq"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok()))
+    }
+
+    /// Only ever moves forward (a concurrent verification may have gone further).
+    async fn set_checkpoint(&self, tenant: &TenantId, seq: u64) -> Result<(), StoreError> {
+        let result = self
+            .db
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .item(keys::PK, s(keys::audit_checkpoint_pk(tenant)))
+            .item(keys::SK, s(keys::AUDIT_CHECKPOINT_SK))
+            .item("seq", n(seq))
+            .condition_expression("attribute_not_exists(pk) OR seq < :seq")
+            .expression_attribute_values(":seq", n(seq))
+            .send()
+            .await;
+        applied("PutItem", result).map(|_| ())
     }
 
     async fn entries(

@@ -209,7 +209,7 @@ impl Dynamo {
         &self,
         table: &str,
         item_keys: Vec<Item>,
-        projection: &str,
+        projection: Option<&str>,
     ) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         for chunk in item_keys.chunks(MAX_BATCH_GET) {
@@ -218,7 +218,7 @@ impl Dynamo {
             loop {
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(pending))
-                    .projection_expression(projection)
+                    .set_projection_expression(projection.map(str::to_owned))
                     .consistent_read(true)
                     .build()
                     .map_err(|e| unbuildable("BatchGetItem", e))?;

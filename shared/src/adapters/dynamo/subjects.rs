@@ -187,7 +187,7 @@ impl SubjectStore for SubjectTable {
         let mut resolved = HashMap::new();
         for item in self
             .db
-            .batch_get(&self.name, item_keys, "pk, subject_id")
+            .batch_get(&self.name, item_keys, Some("pk, subject_id"))
             .await?
         {
             if let ((Some(pk), _), Some(subject)) = (key_of(&item), text(&item, "subject_id")) {
