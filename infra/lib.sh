@@ -4,6 +4,10 @@
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO_ROOT/.venv"
+CHECKOV_VENV="$REPO_ROOT/.venv-checkov"
+# cargo-deny, built once from crates.io into cargo's own bin directory (outside
+# the clone, so a machine keeps it between clones).
+CARGO_DENY_VERSION="0.20.2"
 
 # Where cargo builds: CARGO_TARGET_DIR if set (relative to the repository), else target/.
 target_dir() {
@@ -14,17 +18,36 @@ target_dir() {
   esac
 }
 
-# Creates .venv and installs infra/requirements.txt when they changed.
-ensure_venv() {
-  local stamp="$VENV/.requirements.sha256"
+# install_venv DIR REQUIREMENTS WHAT: creates DIR and installs REQUIREMENTS when they changed.
+install_venv() {
+  local dir="$1" requirements="$2" what="$3"
+  local stamp="$dir/.requirements.sha256"
   local want
-  want="$(sha256sum "$REPO_ROOT/infra/requirements.txt" | cut -d' ' -f1)"
-  if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "==> installing the Python tools (moto server, cfn-lint) into .venv (about a minute, once)"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --disable-pip-version-check --progress-bar on \
-      -r "$REPO_ROOT/infra/requirements.txt" | grep -E '^(Collecting|Successfully)' || true
+  want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  if [ ! -x "$dir/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "==> installing $what into $(basename "$dir") (a minute or two, once)"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --disable-pip-version-check --progress-bar on \
+      -r "$requirements" | grep -E '^(Collecting|Successfully)' || true
     echo "$want" > "$stamp"
+  fi
+}
+
+# .venv: moto server, cfn-lint, the SAM translator, schemathesis.
+ensure_venv() {
+  install_venv "$VENV" "$REPO_ROOT/infra/requirements.txt" "the Python tools (moto server, cfn-lint, SAM translator, schemathesis)"
+}
+
+# .venv-checkov: checkov alone.
+ensure_checkov() {
+  install_venv "$CHECKOV_VENV" "$REPO_ROOT/infra/requirements-checkov.txt" "checkov"
+}
+
+# cargo-deny at the pinned version, built from crates.io if missing (about 7 minutes on 2 cores, once per machine).
+ensure_cargo_deny() {
+  if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+    echo "==> building cargo-deny $CARGO_DENY_VERSION from crates.io (about 7 minutes on 2 cores, once per machine)"
+    cargo install --locked "cargo-deny@$CARGO_DENY_VERSION"
   fi
 }
 

@@ -182,8 +182,8 @@ mod tests {
         assert_eq!(audit_seq(&audit_sk(42)), Some(42));
         let hash = "ab".repeat(32);
         let key = anchor_key(&tenant, 42, &hash);
-        let prefix = anchor_prefix(&tenant);
-        assert_eq!(anchor_of_key(&prefix, &key), Some((42, hash.as_str())));
+        let folder = anchor_prefix(&tenant);
+        assert_eq!(anchor_of_key(&folder, &key), Some((42, hash.as_str())));
         assert!(anchor_list_start(&tenant, 42) < key);
         assert!(anchor_list_start(&tenant, 43) > key);
         assert!(anchor_list_start(&tenant, 0) < key);

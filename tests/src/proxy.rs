@@ -43,6 +43,8 @@ pub enum Fault {
 
 struct Rule {
     operation: String,
+    /// None: on every table.
+    table: Option<String>,
     fault: Fault,
     /// None: every matching request.
     remaining: Option<u32>,
@@ -230,9 +232,20 @@ impl FaultProxy {
     }
 
     /// Makes the next `times` requests of `operation` fail (None: all of them).
+    /// Like `inject`, on requests to `table` only.
+    pub fn inject_on(&self, operation: &str, table: &str, fault: Fault, times: Option<u32>) {
+        self.state().rules.push(Rule {
+            operation: operation.to_owned(),
+            table: Some(table.to_owned()),
+            fault,
+            remaining: times,
+        });
+    }
+
     pub fn inject(&self, operation: &str, fault: Fault, times: Option<u32>) {
         self.state().rules.push(Rule {
             operation: operation.to_owned(),
+            table: None,
             fault,
             remaining: times,
         });
@@ -327,14 +340,17 @@ fn table_of(body: &[u8]) -> String {
 
 fn take_fault(state: &Mutex<State>, operation: &str, table: String) -> Option<Fault> {
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let rule_matches = |r: &Rule| {
+        r.operation == operation
+            && r.table.as_ref().is_none_or(|t| *t == table)
+            && r.remaining != Some(0)
+    };
+    let matched = state.rules.iter().position(rule_matches);
     *state
         .counts
         .entry((operation.to_owned(), table))
         .or_default() += 1;
-    let rule = state
-        .rules
-        .iter_mut()
-        .find(|r| r.operation == operation && r.remaining != Some(0))?;
+    let rule = &mut state.rules[matched?];
     if let Some(remaining) = rule.remaining.as_mut() {
         *remaining -= 1;
     }

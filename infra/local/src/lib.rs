@@ -8,6 +8,7 @@
 //! - `server`: the local API Gateway (routes, authorizer) and Lambda Invoke.
 //! - `schedule`: timers for `rate(...)` schedules.
 
+pub mod contract;
 pub mod functions;
 pub mod provision;
 pub mod schedule;

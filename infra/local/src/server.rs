@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vigil_shared::config::Config;
 
+use crate::contract;
 use crate::functions::{Invoke, InvokeError, Registry};
 use crate::provision::{LocalAuthorizer, LocalFunction, LocalSchedule, Provisioned, Route};
 
@@ -228,6 +229,11 @@ impl LocalApi {
         let path = percent_decode_str(request.uri().path())
             .decode_utf8_lossy()
             .into_owned();
+        if method == "GET" {
+            if let Some(contract) = contract_response(&path) {
+                return contract;
+            }
+        }
         let Some((route, function, params)) = self.find(&method, &path) else {
             return plain(StatusCode::NOT_FOUND, json!({"message": "Not Found"}));
         };
@@ -442,6 +448,26 @@ fn match_path(template: &str, path: &str) -> Option<HashMap<String, String>> {
         }
     }
     (wanted.len() == actual.len()).then_some(params)
+}
+
+/// The API's contract (no key needed), as YAML or JSON.
+fn contract_response(path: &str) -> Option<Response<Full<Bytes>>> {
+    let (body, content_type) = match path {
+        "/openapi.yaml" => (contract::OPENAPI_YAML.to_owned(), "application/yaml"),
+        "/openapi.json" => match contract::as_json() {
+            Ok(json) => (json.to_string(), "application/json"),
+            Err(error) => {
+                tracing::error!(error, "the contract does not parse");
+                return Some(internal_error());
+            }
+        },
+        _ => return None,
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response
+        .headers_mut()
+        .insert("content-type", http::HeaderValue::from_static(content_type));
+    Some(response)
 }
 
 fn plain(status: StatusCode, body: Value) -> Response<Full<Bytes>> {

@@ -22,7 +22,7 @@ pub const MAX_ADMIN_KEY_DAYS: i64 = 90;
 pub struct KeyRequest {
     pub name: String,
     pub scopes: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::http::body::whole_number")]
     pub expires_in_days: Option<i64>,
 }
 

@@ -54,6 +54,24 @@ pub fn json_bytes(
 
 /// Parses JSON into `T`. Syntax errors give their position; shape errors the
 /// field path and what was expected, in words of the schema, not of the request.
+/// An optional integer that JSON may write as `90` or `90.0` (both are the
+/// integer 90 to JSON Schema, and to the contract).
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    use serde::de::{Deserialize, Error};
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(whole) = number.as_i64() {
+        return Ok(Some(whole));
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+        _ => Err(D::Error::custom("expected an integer")),
+    }
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiError::MalformedJson("body is not valid UTF-8".into()))?;

@@ -373,7 +373,7 @@ async fn the_authorizer_reads_once_per_uncached_request_and_fails_closed() {
         assert_eq!(status, 200);
     }
     assert_eq!(
-        stack.proxy.count_on("GetItem", &tenants),
+        stack.proxy.count_on("BatchGetItem", &tenants),
         1,
         "one read, then the cache"
     );
@@ -386,7 +386,7 @@ async fn the_authorizer_reads_once_per_uncached_request_and_fails_closed() {
     // Storage down: the authorizer fails, API Gateway answers 500, nothing is let through.
     stack
         .proxy
-        .inject("GetItem", vigil_tests::Fault::ServerError, None);
+        .inject("BatchGetItem", vigil_tests::Fault::ServerError, None);
     let fresh = stack.issue_key("tenant-a", &[Scope::Read]).await;
     let (status, _) = stack
         .call(Method::GET, "/v1/accounts/acme/usage", Some(&fresh), None)

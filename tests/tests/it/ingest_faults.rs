@@ -164,9 +164,12 @@ async fn unprocessed_keys_of_a_subject_lookup_are_retried() {
         .await;
     assert_eq!(first["accepted"], 8);
     stack.proxy.reset_counts();
-    stack
-        .proxy
-        .inject("BatchGetItem", Fault::Unprocessed, Some(4));
+    stack.proxy.inject_on(
+        "BatchGetItem",
+        &stack.table("SubjectsTable"),
+        Fault::Unprocessed,
+        Some(4),
+    );
     // The same users, new events: their subjects are read, not created again.
     let mut more = batch("keys", 8, "acme", &hours_ago(1, 0));
     for (i, event) in more["events"]

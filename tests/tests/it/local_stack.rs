@@ -183,29 +183,38 @@ async fn the_bucket_is_versioned_encrypted_and_private() {
 fn the_template_denies_every_request_without_tls() {
     let text = std::fs::read_to_string(vigil_local::repo_template()).expect("template");
     let template = vigil_local::Template::parse(&text).expect("template parses");
-    let policy = template
-        .resources
-        .iter()
-        .find(|r| r.kind == "AWS::S3::BucketPolicy")
-        .expect("a bucket policy");
-    let statements = policy.properties["PolicyDocument"]["Statement"]
-        .as_sequence()
-        .expect("statements");
-    let deny = statements
-        .iter()
-        .find(|s| s["Sid"].as_str() == Some("DenyInsecureTransport"))
-        .expect("a TLS-only statement");
-    assert_eq!(deny["Effect"].as_str(), Some("Deny"));
-    assert_eq!(deny["Principal"].as_str(), Some("*"));
-    assert_eq!(deny["Action"].as_str(), Some("s3:*"));
-    assert_eq!(
-        deny["Condition"]["Bool"]["aws:SecureTransport"].as_str(),
-        Some("false")
-    );
-    // Both the bucket and every object in it.
-    let resources = format!("{:?}", deny["Resource"]);
-    assert!(resources.contains("DataBucket.Arn"), "{resources}");
-    assert!(resources.contains("${DataBucket.Arn}/*"), "{resources}");
+    let buckets: Vec<&str> = template
+        .of_kind("AWS::S3::Bucket")
+        .map(|r| r.logical_id.as_str())
+        .collect();
+    assert!(buckets.len() >= 3, "{buckets:?}");
+    for bucket in buckets {
+        let policy = template
+            .of_kind("AWS::S3::BucketPolicy")
+            .find(|r| format!("{:?}", r.properties["Bucket"]).contains(bucket))
+            .unwrap_or_else(|| panic!("{bucket} has a bucket policy"));
+        let statements = policy.properties["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .expect("statements");
+        let deny = statements
+            .iter()
+            .find(|s| s["Sid"].as_str() == Some("DenyInsecureTransport"))
+            .expect("a TLS-only statement");
+        assert_eq!(deny["Effect"].as_str(), Some("Deny"));
+        assert_eq!(deny["Principal"].as_str(), Some("*"));
+        assert_eq!(deny["Action"].as_str(), Some("s3:*"));
+        assert_eq!(
+            deny["Condition"]["Bool"]["aws:SecureTransport"].as_str(),
+            Some("false")
+        );
+        // Both the bucket and every object in it.
+        let resources = format!("{:?}", deny["Resource"]);
+        assert!(resources.contains(&format!("{bucket}.Arn")), "{resources}");
+        assert!(
+            resources.contains(&format!("${{{bucket}.Arn}}/*")),
+            "{resources}"
+        );
+    }
     // And it is the one statement the local stack leaves out.
     let document = serde_json::json!({"Statement": [
         {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}},

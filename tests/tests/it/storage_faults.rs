@@ -82,9 +82,12 @@ async fn a_rejected_audit_append_fails_the_admin_call_with_500() {
 async fn ingest_tells_retryable_from_permanent_storage_failures() {
     let stack = TestStack::start().await;
     let time = hours_ago(1, 0);
-    stack
-        .proxy
-        .inject("BatchGetItem", Fault::AccessDenied, None);
+    stack.proxy.inject_on(
+        "BatchGetItem",
+        &stack.table("SubjectsTable"),
+        Fault::AccessDenied,
+        None,
+    );
     let (status, body) = stack
         .post_events("faults", &batch("denied", 5, "acme", &time))
         .await;
@@ -96,7 +99,12 @@ async fn ingest_tells_retryable_from_permanent_storage_failures() {
     assert!(stack.scan("EventsTable").await.is_empty());
     stack.proxy.clear_faults();
 
-    stack.proxy.inject("BatchGetItem", Fault::ServerError, None);
+    stack.proxy.inject_on(
+        "BatchGetItem",
+        &stack.table("SubjectsTable"),
+        Fault::ServerError,
+        None,
+    );
     let response = stack
         .http
         .post(format!("{}/v1/events", stack.api))
