@@ -9,7 +9,9 @@ items). AWS runs each request atomically, so here:
 
 - every DynamoDB request runs under one lock (atomic, as on AWS);
 - a transaction backs up only the items it touches and restores those if it is
-  cancelled, instead of copying whole tables.
+  cancelled, instead of copying whole tables;
+- an S3 PutObject runs under a lock too, so a conditional put (`If-None-Match:
+  *`, how the audit anchors are written) is atomic, as on AWS.
 
 Everything else is moto as installed. Usage: python emulator.py -H 127.0.0.1 -p PORT
 (the arguments of moto_server). See docs/decisions/0011.
@@ -21,6 +23,7 @@ import threading
 from moto.dynamodb import models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
+from moto.s3.responses import S3Response
 from moto.server import main
 
 _lock = threading.RLock()
@@ -34,6 +37,17 @@ def _serialised_call_action(self):
 
 
 DynamoHandler.call_action = _serialised_call_action
+
+_s3_lock = threading.RLock()
+_put_object = S3Response.put_object
+
+
+def _serialised_put_object(self):
+    with _s3_lock:
+        return _put_object(self)
+
+
+S3Response.put_object = _serialised_put_object
 
 
 class _NoTableCopy:

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /v1/keys` | issues a key; the secret is in this response only |
 //! | `GET /v1/keys` | lists the tenant's keys (never secrets or hashes) |
-//! | `DELETE /v1/keys/{key_id}` | revokes a key |
+//! | `DELETE /v1/keys/{key_id}?cascade=` | revokes a key (and, with cascade, the keys it issued) |
 //! | `GET /v1/audit?after=&limit=` | lists audit entries |
 //! | `GET /v1/audit/verify?full=` | verifies the hash chain against its anchors |
 //!

@@ -38,20 +38,10 @@ impl AnchorBucket {
 }
 
 impl AnchorStore for AnchorBucket {
+    /// One conditional PutObject (`If-None-Match: *`): an anchor is written
+    /// once, even by two runs at once; an existing one answers 412.
     async fn anchor(&self, tenant: &TenantId, anchor: &Anchor) -> Result<bool, StoreError> {
         let key = keys::anchor_key(tenant, anchor.seq, &anchor.hash);
-        let existing = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await;
-        match existing {
-            Ok(_) => return Ok(false),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {}
-            Err(error) => return Err(failed("HeadObject", error)),
-        }
         let body = serde_json::json!({
             "tenant": tenant.as_str(),
             "seq": anchor.seq,
@@ -59,16 +49,28 @@ impl AnchorStore for AnchorBucket {
         });
         // The bucket's default retention (compliance mode) locks the object;
         // Object Lock needs a checksum on the request, which the SDK adds.
-        self.client
+        let put = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(&key)
+            .if_none_match("*")
             .content_type("application/json")
             .body(ByteStream::from(body.to_string().into_bytes()))
             .send()
-            .await
-            .map_err(|e| failed("PutObject", e))?;
-        Ok(true)
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            // 412: it exists. 409: another run is writing it right now (the same bytes).
+            Err(error)
+                if error
+                    .raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(failed("PutObject", error)),
+        }
     }
 
     async fn anchors_from(

@@ -475,3 +475,51 @@ async fn an_attribute_added_to_an_entry_is_a_change() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_interrupted_anchoring_run_is_completed_by_the_next_and_concurrent_runs_agree() {
+    let stack = TestStack::start().await;
+    for tenant in ["first", "second", "third"] {
+        trail(&stack, tenant, 1).await;
+    }
+    // The first tenant's head cannot be read: the run anchors the others and fails.
+    stack.proxy.inject_on(
+        "Query",
+        &stack.table("AuditTable"),
+        vigil_tests::Fault::AccessDenied,
+        Some(1),
+    );
+    let invocation =
+        vigil_shared::stack_state::invoke(&stack.api, "AuditAnchorFunction", &json!({}))
+            .await
+            .expect("invoke");
+    assert!(
+        !invocation.succeeded(),
+        "a failed tenant fails the run: {invocation:?}"
+    );
+    assert!(
+        invocation.output.contains("1 of 3 tenants"),
+        "{}",
+        invocation.output
+    );
+    let anchored: usize = [
+        anchors(&stack, "first").await.len(),
+        anchors(&stack, "second").await.len(),
+        anchors(&stack, "third").await.len(),
+    ]
+    .iter()
+    .sum();
+    assert_eq!(anchored, 2);
+
+    // Two runs at once: together they anchor the missing head, once.
+    let (a, b) = tokio::join!(anchor(&stack), anchor(&stack));
+    assert_eq!(
+        a["anchored"].as_u64().unwrap_or(0) + b["anchored"].as_u64().unwrap_or(0),
+        1,
+        "{a} {b}"
+    );
+    for tenant in ["first", "second", "third"] {
+        assert_eq!(anchors(&stack, tenant).await.len(), 1, "{tenant}");
+    }
+    stack.shutdown().await;
+}

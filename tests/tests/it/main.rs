@@ -11,6 +11,7 @@ mod contract_errors;
 mod data_model;
 mod ingest_api;
 mod ingest_faults;
+mod key_lifetimes;
 mod local_process;
 mod local_stack;
 mod logs;
