@@ -27,7 +27,7 @@ fn days_from_now(answer: &Value) -> i64 {
 }
 
 fn key_id_of(key: &str) -> String {
-    key.rsplitn(3, '_').nth(1).expect("key id").to_owned()
+    key.rsplit('_').nth(1).expect("key id").to_owned()
 }
 
 #[tokio::test]
