@@ -239,10 +239,10 @@ async fn main() {
         }
     }
     let (reads, writes) = (
-        stack.proxy.count_on("GetItem", &tenants),
+        stack.proxy.count_on("BatchGetItem", &tenants),
         stack.proxy.count_on("UpdateItem", &tenants),
     );
-    println!("\nauthorizer: {KEYS} keys x 3 requests: {reads} GetItem (one per uncached request), {writes} UpdateItem (last use, once per key per hour)");
+    println!("\nauthorizer: {KEYS} keys x 3 requests: {reads} BatchGetItem (key and tenant record, one per uncached request), {writes} UpdateItem (last use, once per key per hour)");
     assert_eq!(reads, KEYS);
     assert_eq!(writes, KEYS);
 
