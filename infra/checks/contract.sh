@@ -34,16 +34,17 @@ contract_check() {
     phases=examples,coverage,fuzzing
     [ "$scope" != admin ] || phases="$phases,stateful"
     echo "==> schemathesis: the $scope operations, with a $scope key ($phases)"
-    "$VENV/bin/st" --config-file "$REPO_ROOT/infra/checks/schemathesis.toml" run "$REPO_ROOT/openapi.yaml" --url "http://127.0.0.1:$port" \
+    # From the check's own folder: schemathesis keeps a cache where it runs.
+    (cd "$dir" && "$VENV/bin/st" --config-file "$REPO_ROOT/infra/checks/schemathesis.toml" run "$REPO_ROOT/openapi.yaml" --url "http://127.0.0.1:$port" \
       --header "Authorization: Bearer $key" --include-tag "$scope" \
       --checks all --exclude-checks unsupported_method \
       --max-examples "${VIGIL_ST_EXAMPLES:-25}" --seed 1 --phases "$phases" \
-      --report junit --report-dir "$dir/reports-$scope" || status=1
+      --report junit --report-dir "$dir/reports-$scope") || status=1
   done
   echo "==> schemathesis: the contract itself, without a key"
-  "$VENV/bin/st" --config-file "$REPO_ROOT/infra/checks/schemathesis.toml" run "$REPO_ROOT/openapi.yaml" --url "http://127.0.0.1:$port" \
+  (cd "$dir" && "$VENV/bin/st" --config-file "$REPO_ROOT/infra/checks/schemathesis.toml" run "$REPO_ROOT/openapi.yaml" --url "http://127.0.0.1:$port" \
     --include-tag contract --checks all --exclude-checks unsupported_method \
-    --max-examples 5 --seed 1 --phases examples,coverage,fuzzing || status=1
+    --max-examples 5 --seed 1 --phases examples,coverage,fuzzing) || status=1
   stop_pid "$CONTRACT_PID"
   CONTRACT_PID=""
   return "$status"
