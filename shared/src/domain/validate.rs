@@ -251,12 +251,32 @@ fn parse_time(
     Ok(time)
 }
 
-/// Does the text hold something shaped like an e-mail address, as written or
-/// once percent-decoded (`jane%40example.com`)?
+/// Rounds of percent-decoding tried: `%40`, `%2540`, `%252540` (found by the
+/// property tests: one round let `jane%2540example.com` through).
+const DECODING_ROUNDS: usize = 4;
+
+/// Does the text hold something shaped like an e-mail address, as written,
+/// percent-decoded once or more (`jane%40example.com`, `jane%2540example.com`),
+/// or with a full-width at sign (`jane＠example.com`)?
 pub fn contains_email(text: &str) -> bool {
-    shaped_like_email(text)
-        || (text.contains('%')
-            && shaped_like_email(&percent_encoding::percent_decode_str(text).decode_utf8_lossy()))
+    let mut text = std::borrow::Cow::Borrowed(text);
+    for _ in 0..=DECODING_ROUNDS {
+        let normalised = text.replace(['\u{FF20}', '\u{FE6B}'], "@");
+        if shaped_like_email(&normalised) {
+            return true;
+        }
+        if !text.contains('%') {
+            return false;
+        }
+        let decoded = percent_encoding::percent_decode_str(&text)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded == text {
+            return false;
+        }
+        text = std::borrow::Cow::Owned(decoded);
+    }
+    false
 }
 
 fn shaped_like_email(text: &str) -> bool {
@@ -595,7 +615,12 @@ mod tests {
     fn percent_encoded_emails_are_emails() {
         assert!(contains_email("jane%40example.com"));
         assert!(contains_email("to%3A%20jane%40example.com"));
+        // Found by the property tests: encoded twice, or more.
+        assert!(contains_email("jane%2540example.com"));
+        assert!(contains_email("jane%252540example.com"));
+        assert!(contains_email("jane\u{FF20}example.com"));
         assert!(!contains_email("100%25 done"));
+        assert!(!contains_email("100%2525 done %"));
         let bad = validate(
             json!({"id": "e", "time": "2026-11-01T10:00:00Z", "source": "product",
             "account": "acme", "data": {"feature": "share with jane%40example.com"}}),
