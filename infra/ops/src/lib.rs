@@ -183,7 +183,8 @@ pub fn load_config(local: Option<&PathBuf>) -> Result<Config, OpsError> {
 pub struct Tables {
     pub keys: TenantTable,
     pub audit: AuditTable,
-    pub anchors: AnchorBucket,
+    /// Needed by `audit verify` only: the other commands run without it.
+    pub anchors: Result<AnchorBucket, ConfigError>,
     /// `operator:<unique id>`, as the audit trail names this caller.
     pub operator: String,
 }
@@ -198,7 +199,7 @@ pub async fn connect(config: &Config) -> Result<Tables, OpsError> {
     Ok(Tables {
         keys: TenantTable::new(&db, config)?,
         audit: AuditTable::new(&db, config)?,
-        anchors: AnchorBucket::new(&sdk, config)?,
+        anchors: AnchorBucket::new(&sdk, config),
         operator: operator_actor(identity.user_id().unwrap_or_default()),
     })
 }
@@ -423,16 +424,11 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
             } else {
                 VerifyMode::Incremental
             };
-            let report = verify_trail(
-                audit,
-                &tables.anchors,
-                &tenant,
-                operator,
-                &request_id(),
-                mode,
-                now,
-            )
-            .await?;
+            let anchors = tables.anchors.as_ref().map_err(|e| match e {
+                ConfigError::Missing(name) => OpsError::Config(ConfigError::Missing(name)),
+            })?;
+            let report =
+                verify_trail(audit, anchors, &tenant, operator, &request_id(), mode, now).await?;
             writeln!(
                 out,
                 "{}",

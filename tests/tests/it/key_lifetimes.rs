@@ -346,3 +346,85 @@ async fn every_operator_command_is_audited_with_the_callers_identity() {
     assert!(entries.iter().all(|e| &e.actor == actor), "{entries:?}");
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn new_parameters_with_bad_values_get_a_clear_error_naming_them() {
+    let stack = TestStack::start().await;
+    let admin = stack.issue_key("params", &[Scope::Admin]).await;
+    let cases = [
+        (Method::GET, "/v1/audit/verify?full=yes".to_owned(), "full"),
+        (
+            Method::GET,
+            "/v1/audit/verify?fast=true".to_owned(),
+            "query parameter fast",
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/keys/{}?cascade=1", key_id_of(&admin)),
+            "cascade",
+        ),
+        (
+            Method::DELETE,
+            "/v1/keys/ABCDEF0123456789".to_owned(),
+            "key_id",
+        ),
+        (Method::DELETE, "/v1/keys/0123".to_owned(), "key_id"),
+    ];
+    for (method, path, field) in cases {
+        let (status, body) = stack.call(method.clone(), &path, Some(&admin), None).await;
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        assert_eq!(body["error"]["field"], field, "{body}");
+        assert!(!body.to_string().contains("yes"), "{body}");
+    }
+    // Nothing was revoked by the refused calls: the admin key still works.
+    let (status, _) = stack
+        .call(Method::GET, "/v1/keys", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_cli_needs_the_anchor_bucket_only_to_verify() {
+    use vigil_ops::{AuditAction, Command, TenantAction};
+    let stack = TestStack::start().await;
+    let config = vigil_shared::config::Config::from_lookup(|name| match name {
+        "VIGIL_AUDIT_ANCHOR_BUCKET" => None,
+        "AWS_ENDPOINT_URL" => stack.config.endpoint_url.clone(),
+        "AWS_REGION" => stack.config.region.clone(),
+        other => vigil_shared::config::Setting::ALL
+            .into_iter()
+            .find(|s| s.env_name() == other)
+            .and_then(|s| stack.config.get(s).map(str::to_owned)),
+    });
+    let tables = vigil_ops::connect(&config).await.expect("tables");
+    let mut out = Vec::new();
+    vigil_ops::run(
+        Command::Tenant {
+            action: TenantAction::Create {
+                tenant: "nobucket".into(),
+                name: String::new(),
+            },
+        },
+        &tables,
+        &mut out,
+    )
+    .await
+    .expect("create without the bucket");
+    let verify = vigil_ops::run(
+        Command::Audit {
+            action: AuditAction::Verify {
+                tenant: "nobucket".into(),
+                full: false,
+            },
+        },
+        &tables,
+        &mut out,
+    )
+    .await;
+    assert_eq!(
+        verify.map_err(|e| e.to_string()),
+        Err("environment variable VIGIL_AUDIT_ANCHOR_BUCKET is not set".into())
+    );
+    stack.shutdown().await;
+}
