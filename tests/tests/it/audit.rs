@@ -523,3 +523,51 @@ async fn an_interrupted_anchoring_run_is_completed_by_the_next_and_concurrent_ru
     }
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn anchor_storage_faults_fail_loudly_and_lose_nothing() {
+    let stack = TestStack::start().await;
+    let admin = trail(&stack, "s3faults", 2).await;
+
+    // The anchor bucket refuses the write: the run fails, nothing is anchored.
+    stack
+        .proxy
+        .inject("s3:PUT", vigil_tests::Fault::AccessDenied, Some(1));
+    let failed = vigil_shared::stack_state::invoke(&stack.api, "AuditAnchorFunction", &json!({}))
+        .await
+        .expect("invoke");
+    assert!(!failed.succeeded(), "{failed:?}");
+    assert!(anchors(&stack, "s3faults").await.is_empty());
+    // The next run anchors the head.
+    assert_eq!(anchor(&stack).await["anchored"], 1);
+
+    // Listing the anchors keeps failing (the SDK's retries included): verify
+    // answers 503 with Retry-After, reports nothing, moves no checkpoint.
+    stack
+        .proxy
+        .inject("s3:GET", vigil_tests::Fault::ServerError, None);
+    let response = stack
+        .http
+        .get(format!("{}/v1/audit/verify", stack.api))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    stack.proxy.clear_faults();
+    let report = verify(&stack, &admin).await;
+    assert_eq!(report["intact"], true, "{report}");
+    assert_eq!(
+        report["verified_from"],
+        Value::Null,
+        "no earlier verification counted"
+    );
+    stack.shutdown().await;
+}
