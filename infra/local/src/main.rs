@@ -210,6 +210,8 @@ fn print_banner(state: &StackState, state_file: &std::path::Path, demo_key: &str
         sample_time());
     println!("\n  curl -s {api}/v1/accounts/acme/usage -H 'authorization: Bearer {demo_key}'");
     println!("  curl -s {api}/v1/audit/verify -H 'authorization: Bearer {demo_key}'");
+    println!("  ./infra/vigil-ops --local job invoke AuditAnchorFunction   # anchor the audit chain heads now");
+    println!("\nThe API's contract (no key needed): {api}/openapi.yaml, {api}/openapi.json");
     println!("\nCtrl-C stops the server and the emulator.");
 }
 
