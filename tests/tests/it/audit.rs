@@ -571,3 +571,25 @@ async fn anchor_storage_faults_fail_loudly_and_lose_nothing() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_run_out_of_time_defers_tenants_to_the_next_run() {
+    let stack = TestStack::start().await;
+    for tenant in ["late-a", "late-b", "late-c"] {
+        trail(&stack, tenant, 1).await;
+    }
+    let mut deps = vigil_audit_anchor::Deps::connect(&stack.config)
+        .await
+        .expect("deps");
+    deps.budget = std::time::Duration::ZERO;
+    let spent = vigil_audit_anchor::run_job(&deps, Default::default())
+        .await
+        .expect("a deferral is not a failure");
+    assert_eq!((spent.tenants, spent.deferred, spent.anchored), (3, 3, 0));
+    deps.budget = vigil_audit_anchor::BUDGET;
+    let next = vigil_audit_anchor::run_job(&deps, Default::default())
+        .await
+        .expect("run");
+    assert_eq!((next.anchored, next.deferred), (3, 0));
+    stack.shutdown().await;
+}
