@@ -22,6 +22,42 @@ const PER_REQUEST: usize = 500;
 const ACCOUNTS: usize = 10;
 const USERS: usize = 200;
 
+/// The audit anchor job over 20 tenants: requests against the floor (one
+/// tenants listing, then per tenant a read of its head and a conditional write).
+async fn anchoring_cost(stack: &TestStack) {
+    const TENANTS: usize = 20;
+    for t in 0..TENANTS {
+        stack
+            .issue_key(
+                &format!("anchor-{t}"),
+                &[vigil_shared::domain::access::Scope::Read],
+            )
+            .await;
+    }
+    let run = || async {
+        let invocation =
+            vigil_shared::stack_state::invoke(&stack.api, "AuditAnchorFunction", &json!({}))
+                .await
+                .expect("invoke");
+        assert!(invocation.succeeded(), "{invocation:?}");
+    };
+    run().await; // anchors the tenants the benchmark made so far
+    stack.proxy.reset_counts();
+    run().await;
+    let counts = stack.proxy.counts_except(&[]);
+    let (scans, queries, puts) = (
+        counts.get("Scan").copied().unwrap_or(0),
+        counts.get("Query").copied().unwrap_or(0),
+        counts.get("s3:PUT").copied().unwrap_or(0),
+    );
+    let tenants = queries; // every tenant with a trail, this benchmark's and the ones above
+    println!(
+        "\naudit anchoring, a run with nothing new over {tenants} tenants: {scans} Scan, {queries} Query, {puts} conditional PutObject (floor: 1 + {tenants} + {tenants})"
+    );
+    assert!(tenants > TENANTS);
+    assert_eq!((scans, puts), (1, tenants));
+}
+
 /// Request r holds hour r (clients flush in time order): 10 accounts x 2 hours in all.
 fn requests(prefix: &str) -> Vec<Value> {
     (0..EVENTS / PER_REQUEST)
@@ -262,6 +298,8 @@ async fn main() {
     println!(
         "\nfunction CPU on the real path (handler + SDK): {micros:.1} us per event, {micros:.0} ms per 1,000 events; {comparison}"
     );
+
+    anchoring_cost(&stack).await;
 
     if let Some(kib) = peak_memory_kib() {
         println!(
