@@ -7,6 +7,31 @@
 # `unsupported_method`: API Gateway answers a method without a route with 404
 # `{"message":"Not Found"}`, not 405, and the local stack answers as it does.
 
+# seed_events API KEY: one event per source for account `acme`, in the last hours.
+seed_events() {
+  "$VENV/bin/python" - "$1" "$2" <<'PY'
+import datetime, json, sys, urllib.request
+api, key = sys.argv[1], sys.argv[2]
+now = datetime.datetime.now(datetime.timezone.utc).replace(minute=0, second=0, microsecond=0)
+def at(hours):
+    return (now - datetime.timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+data = {
+    "api_call": {"endpoint": "/v1/pay", "method": "POST", "status": 503, "latency_ms": 120},
+    "product": {"feature": "export"},
+    "marketing": {"campaign": "spring", "channel": "email"},
+    "support_ticket": {"ticket_id": "T-1", "priority": "high", "status": "open"},
+    "billing": {"invoice_id": "INV-1", "amount": 120.5, "currency": "EUR", "status": "failed"},
+}
+events = [{"id": f"seed-{i}", "time": at(i % 3 + 1), "source": source, "account": "acme", "user": f"u-{i}", "data": body}
+          for i, (source, body) in enumerate(data.items())]
+request = urllib.request.Request(f"{api}/v1/events", data=json.dumps({"events": events}).encode(),
+                                 headers={"content-type": "application/json", "authorization": f"Bearer {key}"})
+answer = json.load(urllib.request.urlopen(request))
+assert answer["accepted"] == len(events), answer
+print(f"    seeded {answer['accepted']} events for account acme")
+PY
+}
+
 contract_check() {
   local emulator="$1" dir port state key scope
   dir="$(target_dir)/contract-check"
@@ -33,6 +58,11 @@ contract_check() {
     # and revoke it): only the admin operations have them.
     phases=examples,coverage,fuzzing
     [ "$scope" != admin ] || phases="$phases,stateful"
+    if [ "$scope" = ingest ]; then
+      # Events for the account the contract's examples name, so that the read
+      # operations answer with real hours, not only empty lists.
+      seed_events "http://127.0.0.1:$port" "$key"
+    fi
     echo "==> schemathesis: the $scope operations, with a $scope key ($phases)"
     # From the check's own folder: schemathesis keeps a cache where it runs.
     (cd "$dir" && "$VENV/bin/st" --config-file "$REPO_ROOT/infra/checks/schemathesis.toml" run "$REPO_ROOT/openapi.yaml" --url "http://127.0.0.1:$port" \
