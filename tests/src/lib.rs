@@ -142,7 +142,8 @@ impl TestStack {
             .into(),
             scopes: scopes.to_vec(),
             expires_at: expires_at
-                .unwrap_or_else(|| time::OffsetDateTime::now_utc() + time::Duration::days(1)),
+                // Longer than any key it issues, so that no cap shows in tests.
+                .unwrap_or_else(|| time::OffsetDateTime::now_utc() + time::Duration::days(400)),
         };
         vigil_local::issue_key(&self.config, tenant, spec)
             .await

@@ -89,6 +89,8 @@ async fn route<K: AccessStore, A: AuditLog, S: AnchorStore>(
             let spec = call
                 .json::<KeyRequest>(MAX_BODY_BYTES, "16 KiB")?
                 .validate(now)?;
+            let issuer = deps.keys.get_key(tenant, actor).await?;
+            let spec = spec.capped_by(issuer.and_then(|k| k.expires_at));
             let issued = issue_key(
                 &deps.keys,
                 &deps.audit,

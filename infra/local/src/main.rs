@@ -112,8 +112,8 @@ async fn run_stack(
     let demo = vigil_shared::app::keys::KeySpec {
         name: "local demo".into(),
         scopes: vigil_shared::domain::access::Scope::ALL.to_vec(),
-        // The local stack lives in memory: a day outlasts any session.
-        expires_at: time::OffsetDateTime::now_utc() + time::Duration::days(1),
+        // An admin key's default lifetime; keys it issues cannot outlive it.
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::days(30),
     };
     let demo_key = vigil_local::issue_key(&config, "demo", demo)
         .await

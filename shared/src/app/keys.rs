@@ -84,6 +84,17 @@ impl KeyRequest {
     }
 }
 
+impl KeySpec {
+    /// A key issued by another never outlives it: a leaked key cannot mint
+    /// keys that survive its own expiry.
+    pub fn capped_by(mut self, issuer_expires_at: Option<OffsetDateTime>) -> Self {
+        if let Some(limit) = issuer_expires_at {
+            self.expires_at = self.expires_at.min(limit);
+        }
+        self
+    }
+}
+
 fn rfc3339(time: OffsetDateTime) -> String {
     time.format(&Rfc3339).unwrap_or_default()
 }

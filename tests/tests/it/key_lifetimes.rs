@@ -111,6 +111,30 @@ async fn keys_expire_by_default_and_admin_keys_live_shorter() {
 }
 
 #[tokio::test]
+async fn a_key_never_outlives_the_key_that_issued_it() {
+    let stack = TestStack::start().await;
+    let issuer_expiry = OffsetDateTime::now_utc() + time::Duration::days(3);
+    let admin = stack
+        .issue_key_with("capped", &[Scope::Admin], Some(issuer_expiry))
+        .await;
+    let (status, child) = issue(&stack, &admin, json!({"name": "c", "scopes": ["read"]})).await;
+    assert_eq!(status, 201, "{child}");
+    assert_eq!(days_from_now(&child), 3, "{child}");
+    let at = OffsetDateTime::parse(child["expires_at"].as_str().unwrap_or_default(), &Rfc3339)
+        .expect("rfc3339");
+    assert!(at <= issuer_expiry, "{child}");
+    // Shorter than the issuer: as asked.
+    let (_, short) = issue(
+        &stack,
+        &admin,
+        json!({"name": "s", "scopes": ["read"], "expires_in_days": 1}),
+    )
+    .await;
+    assert_eq!(days_from_now(&short), 1, "{short}");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
 async fn revoking_with_cascade_revokes_what_the_key_issued() {
     let stack = TestStack::start().await;
     let root = stack.issue_key("cascade", &[Scope::Admin]).await;
