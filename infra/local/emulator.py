@@ -10,6 +10,11 @@ items). AWS runs each request atomically, so here:
 - every DynamoDB request runs under one lock (atomic, as on AWS);
 - a transaction backs up only the items it touches and restores those if it is
   cancelled, instead of copying whole tables;
+- a TransactWriteItems repeated with the same `ClientRequestToken` and the
+  same items within 10 minutes answers the first one's success without
+  applying it again (as on AWS; moto ignores the token, so an SDK retry of a
+  transaction whose answer was late was cancelled as a duplicate); the same
+  token with other items is refused (IdempotentParameterMismatchException);
 - an S3 PutObject runs under a lock too, so a conditional put (`If-None-Match:
   *`, how the audit anchors are written) is atomic, as on AWS.
 
@@ -18,9 +23,12 @@ Everything else is moto as installed. Usage: python emulator.py -H 127.0.0.1 -p 
 """
 
 import copy
+import json
 import threading
+import time
 
 from moto.dynamodb import models
+from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
 from moto.s3.responses import S3Response
@@ -37,6 +45,41 @@ def _serialised_call_action(self):
 
 
 DynamoHandler.call_action = _serialised_call_action
+
+# ClientRequestToken -> (the items it was sent with, until when, the answer).
+_TOKEN_SECONDS = 600
+_tokens = {}
+_handler_transact = DynamoHandler.transact_write_items
+
+
+class _IdempotentParameterMismatch(DynamodbException):
+    def __init__(self):
+        super().__init__(
+            ERROR_TYPE_PREFIX + "IdempotentParameterMismatchException",
+            message="The request uses the same client token as a previous, but non-identical request.",
+        )
+
+
+def _idempotent_transact(self):
+    # Runs under _lock (call_action), so the check and the record are atomic.
+    token = self.body.get("ClientRequestToken")
+    if not token:
+        return _handler_transact(self)
+    now = time.monotonic()
+    for stale in [t for t, (_, until, _) in _tokens.items() if until <= now]:
+        del _tokens[stale]
+    items = json.dumps(self.body.get("TransactItems"), sort_keys=True)
+    seen = _tokens.get(token)
+    if seen is not None:
+        if seen[0] != items:
+            raise _IdempotentParameterMismatch()
+        return seen[2]
+    answer = _handler_transact(self)
+    _tokens[token] = (items, now + _TOKEN_SECONDS, answer)
+    return answer
+
+
+DynamoHandler.transact_write_items = _idempotent_transact
 
 _s3_lock = threading.RLock()
 _put_object = S3Response.put_object

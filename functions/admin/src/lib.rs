@@ -132,14 +132,7 @@ async fn route<K: AccessStore, A: AuditLog, S: AnchorStore>(
                     "expected the id of a key (16 hex digits)",
                 ));
             }
-            let mut cascade = false;
-            for (_, value) in call.query(&["cascade"])? {
-                cascade = match value {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(ApiError::invalid("cascade", "expected true or false")),
-                };
-            }
+            let cascade = call.flag("cascade")?;
             let (outcome, also_revoked) = revoke_key(
                 &deps.keys,
                 &deps.audit,
@@ -162,14 +155,11 @@ async fn route<K: AccessStore, A: AuditLog, S: AnchorStore>(
         }
         "GET /v1/audit" => list_audit(call, caller, deps, now).await,
         "GET /v1/audit/verify" => {
-            let mut mode = VerifyMode::Incremental;
-            for (_, value) in call.query(&["full"])? {
-                mode = match value {
-                    "true" => VerifyMode::Full,
-                    "false" => VerifyMode::Incremental,
-                    _ => return Err(ApiError::invalid("full", "expected true or false")),
-                };
-            }
+            let mode = if call.flag("full")? {
+                VerifyMode::Full
+            } else {
+                VerifyMode::Incremental
+            };
             let report = verify_trail(
                 &deps.audit,
                 &deps.anchors,

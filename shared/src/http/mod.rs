@@ -108,6 +108,20 @@ impl<'a> Call<'a> {
         body::query(self.request, allowed)
     }
 
+    /// The one query parameter `name`, a boolean flag (`true` or `false`;
+    /// absent: false). Any other parameter is refused, naming it.
+    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        let mut set = false;
+        for (_, value) in self.query(&[name])? {
+            set = match value {
+                "true" => true,
+                "false" => false,
+                _ => return Err(ApiError::invalid(name, "expected true or false")),
+            };
+        }
+        Ok(set)
+    }
+
     /// The body as `T`, at most `max_bytes` (`limit_label` says it in words).
     pub fn json<T: DeserializeOwned>(
         &self,

@@ -26,6 +26,17 @@ impl TenantTable {
         })
     }
 
+    /// An update of an existing tenant's record (the condition: it exists).
+    fn update_tenant(&self, tenant: &TenantId) -> UpdateItemFluentBuilder {
+        self.db
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::tenant_pk(tenant)))
+            .key(keys::SK, s(keys::TENANT_SK))
+            .condition_expression("attribute_exists(pk)")
+    }
+
     /// An update of one key's record.
     fn update_key(&self, tenant: &TenantId, key_id: &str) -> UpdateItemFluentBuilder {
         self.db
@@ -92,14 +103,7 @@ impl TenantTable {
         suspended: bool,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let update = self
-            .db
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(keys::PK, s(keys::tenant_pk(tenant)))
-            .key(keys::SK, s(keys::TENANT_SK))
-            .condition_expression("attribute_exists(pk)");
+        let update = self.update_tenant(tenant);
         let update = if suspended {
             update
                 .update_expression("SET suspended_at = if_not_exists(suspended_at, :now)")
@@ -159,14 +163,8 @@ impl TenantTable {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let result = self
-            .db
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(keys::PK, s(keys::tenant_pk(tenant)))
-            .key(keys::SK, s(keys::TENANT_SK))
+            .update_tenant(tenant)
             .update_expression("SET raw_event_days = :days, updated_at = :now")
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":days", n(retention.as_days()))
             .expression_attribute_values(":now", timestamp(now))
             .send()
