@@ -65,6 +65,18 @@ pub fn take_cold_start() -> bool {
     COLD.swap(false, Ordering::Relaxed)
 }
 
+/// Emits a function's metrics now, in the `vigil` namespace with its `function` dimension.
+pub fn emit_function_metrics(function: &str, metrics: &[(&str, f64, &str)]) {
+    let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(0);
+    emit_metrics(&emf_line(
+        "vigil",
+        &[("function", function)],
+        metrics,
+        now_ms,
+    ));
+}
+
 /// One EMF document: CloudWatch turns this log line into metrics, with no API call.
 pub fn emf_line(
     namespace: &str,

@@ -153,10 +153,8 @@ pub async fn run_job(deps: &Deps, run: AnchorRun) -> Result<AnchorReport, Anchor
         deferred = report.deferred,
         "audit anchoring done"
     );
-    let now_ms = i64::try_from((deps.clock)().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    telemetry::emit_metrics(&telemetry::emf_line(
-        "vigil",
-        &[("function", "audit-anchor")],
+    telemetry::emit_function_metrics(
+        "audit-anchor",
         &[
             ("HeadsAnchored", report.anchored as f64, "Count"),
             ("AnchorFailures", report.failed as f64, "Count"),
@@ -167,8 +165,7 @@ pub async fn run_job(deps: &Deps, run: AnchorRun) -> Result<AnchorReport, Anchor
                 "Milliseconds",
             ),
         ],
-        now_ms,
-    ));
+    );
     if report.failed > 0 {
         return Err(AnchorError::Incomplete {
             failed: report.failed,

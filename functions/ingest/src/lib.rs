@@ -164,11 +164,8 @@ fn log_outcome(call: &Call, caller: &Caller, body: &IngestResponse, emit_metrics
     if !emit_metrics {
         return;
     }
-    let now_ms =
-        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    telemetry::emit_metrics(&telemetry::emf_line(
-        "vigil",
-        &[("function", "ingest")],
+    telemetry::emit_function_metrics(
+        "ingest",
         &[
             ("EventsAccepted", body.accepted as f64, "Count"),
             ("EventsDuplicate", body.duplicates as f64, "Count"),
@@ -176,8 +173,7 @@ fn log_outcome(call: &Call, caller: &Caller, body: &IngestResponse, emit_metrics
             ("EventsFailed", body.failed as f64, "Count"),
             ("FieldsDropped", body.dropped_fields as f64, "Count"),
         ],
-        now_ms,
-    ));
+    );
 }
 
 /// A valid, not-yet-stored event and where its result goes.

@@ -82,6 +82,19 @@ async fn put_entry(stack: &TestStack, mut item: Item, tenant: &str, seq: u64) {
         .expect("put");
 }
 
+async fn delete_entry(stack: &TestStack, tenant: &str, seq: u64) {
+    let (pk, sk) = entry_key(tenant, seq);
+    stack
+        .dynamodb
+        .delete_item()
+        .table_name(stack.table("AuditTable"))
+        .key("pk", pk)
+        .key("sk", sk)
+        .send()
+        .await
+        .expect("delete");
+}
+
 #[tokio::test]
 async fn an_untouched_chain_verifies() {
     let stack = TestStack::start().await;
@@ -127,16 +140,7 @@ async fn a_changed_entry_is_reported_at_its_position() {
 async fn a_deleted_entry_is_reported_where_the_gap_is() {
     let stack = TestStack::start().await;
     let admin = trail(&stack, "deleted", 5).await;
-    let (pk, sk) = entry_key("deleted", 4);
-    stack
-        .dynamodb
-        .delete_item()
-        .table_name(stack.table("AuditTable"))
-        .key("pk", pk)
-        .key("sk", sk)
-        .send()
-        .await
-        .expect("delete");
+    delete_entry(&stack, "deleted", 4).await;
     let report = verify(&stack, &admin).await;
     assert_eq!(
         findings(&report),
@@ -385,16 +389,7 @@ async fn deleting_the_newest_entries_is_caught_by_the_anchor() {
     anchor(&stack).await;
     let head = anchors(&stack, "truncated").await[0].seq;
     for seq in [head - 1, head] {
-        let (pk, sk) = entry_key("truncated", seq);
-        stack
-            .dynamodb
-            .delete_item()
-            .table_name(stack.table("AuditTable"))
-            .key("pk", pk)
-            .key("sk", sk)
-            .send()
-            .await
-            .expect("delete");
+        delete_entry(&stack, "truncated", seq).await;
     }
     let report = verify(&stack, &admin).await;
     assert_eq!(report["intact"], false);
