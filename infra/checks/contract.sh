@@ -71,9 +71,9 @@ contract_check() {
       --max-examples "${VIGIL_ST_EXAMPLES:-25}" --seed 1 --phases "$phases" \
       --report junit --report-dir "$dir/reports-$scope") || status=1
   done
-  echo "==> schemathesis: the contract itself, without a key"
+  echo "==> schemathesis: the contract and the dashboard's web page, without a key"
   (cd "$dir" && "$VENV/bin/st" --config-file "$REPO_ROOT/infra/checks/schemathesis.toml" run "$REPO_ROOT/openapi.yaml" --url "http://127.0.0.1:$port" \
-    --include-tag contract --checks all --exclude-checks unsupported_method \
+    --include-tag contract --include-tag web --checks all --exclude-checks unsupported_method \
     --max-examples 5 --seed 1 --phases examples,coverage,fuzzing) || status=1
   stop_pid "$CONTRACT_PID"
   CONTRACT_PID=""

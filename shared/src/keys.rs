@@ -7,6 +7,10 @@
 //! |------------|----------------------------|--------------------|-----------------------|
 //! | events     | `T#<tenant>#A#<account>`   | `E#<event id>`     | one event             |
 //! | aggregates | `T#<tenant>#A#<account>`   | `H#<yyyy-mm-ddThh>`| one account-hour      |
+//! | aggregates | `T#<tenant>#A#<account>`   | `D#<yyyy-mm-dd>`   | one account-day       |
+//! | aggregates | `T#<tenant>#A#<account>`   | `M#<yyyy-mm>`      | one account-month (and its endpoint templates) |
+//! | aggregates | `T#<tenant>#A#<account>`   | `X#<time>#<event id>` | a support or billing event, for the account page |
+//! | aggregates | `T#<tenant>#ACCOUNTS`      | `A#<account>`      | the account: its contract and open tickets |
 //! | subjects   | `T#<tenant>#U#<lookup>`    | -                  | one data subject      |
 //! | tenants    | `T#<tenant>`               | `TENANT`           | the tenant            |
 //! | tenants    | `T#<tenant>`               | `KEY#<key id>`     | one API key           |
@@ -24,6 +28,9 @@
 //! | events   | `by_month`   | `month_key`   | `T#<tenant>#M#<yyyy-mm>#<shard 00-15>`| `ts` |
 //! | subjects | `by_state`   | `state_key`   | `T#<tenant>#STATE`                   | `subject_id` |
 
+use time::{Date, OffsetDateTime};
+
+use crate::domain::rollup::{day_label, month_label};
 use crate::domain::{AccountId, EventId, HourBucket, SubjectId, TenantId};
 
 pub const PK: &str = "pk";
@@ -87,6 +94,46 @@ pub fn aggregate_sk(hour: HourBucket) -> String {
 /// The hour label of an aggregate's sort key.
 pub fn aggregate_hour(sk: &str) -> Option<&str> {
     sk.strip_prefix("H#")
+}
+
+pub const DAY_SK_PREFIX: &str = "D#";
+pub const MONTH_SK_PREFIX: &str = "M#";
+pub const ACTIVITY_SK_PREFIX: &str = "X#";
+
+pub fn day_sk(day: Date) -> String {
+    format!("{DAY_SK_PREFIX}{}", day_label(day))
+}
+
+pub fn month_sk(day: Date) -> String {
+    format!("{MONTH_SK_PREFIX}{}", month_label(day))
+}
+
+/// A support or billing event's copy on its account: by time (whole seconds,
+/// fixed width, so text order is time order), then id.
+pub fn activity_sk(time: OffsetDateTime, id: &EventId) -> String {
+    let t = time.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{ACTIVITY_SK_PREFIX}{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z#{id}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// The partition of a tenant's account directory.
+pub fn accounts_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#ACCOUNTS")
+}
+
+pub fn account_entry_sk(account: &AccountId) -> String {
+    format!("A#{account}")
+}
+
+pub fn account_of_entry_sk(sk: &str) -> Option<&str> {
+    sk.strip_prefix("A#")
 }
 
 /// `lookup` is the hex HMAC of the user id (see `crypto::SubjectLookup`), never the id itself.
@@ -194,5 +241,17 @@ mod tests {
             "T#t1#M#2026-11#15"
         );
         assert!(audit_sk(9) < audit_sk(10));
+        assert!(accounts_pk(&tenant).starts_with(&prefix));
+        assert_ne!(accounts_pk(&tenant), account_pk(&tenant, &account));
+        let day = time::macros::date!(2026 - 03 - 01);
+        assert_eq!(day_sk(day), "D#2026-03-01");
+        assert_eq!(month_sk(day), "M#2026-03");
+        let id = EventId::parse("e-1").expect("id");
+        let at = time::macros::datetime!(2026-11-01 10:00:00.5 +01:00);
+        assert_eq!(activity_sk(at, &id), "X#2026-11-01T09:00:00Z#e-1");
+        // Every rollup kind sorts apart: D# < H# < M# < X#.
+        assert!(day_sk(day) < aggregate_sk(HourBucket::of(at)));
+        assert!(aggregate_sk(HourBucket::of(at)) < month_sk(day));
+        assert!(month_sk(day) < activity_sk(at, &id));
     }
 }

@@ -10,7 +10,9 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::domain::access::KeyRecord;
+use crate::domain::account::AccountContract;
 use crate::domain::audit::{Anchor, AuditDraft, AuditEntry};
+use crate::domain::rollup::Rollup;
 use crate::domain::{
     AccountId, EventId, HourBucket, RawEventRetention, StoredEvent, SubjectId, TenantId,
 };
@@ -239,4 +241,87 @@ pub trait UsageStore: Send + Sync {
         from: HourBucket,
         to: HourBucket,
     ) -> impl Future<Output = Result<Vec<HourlyUsage>, StoreError>> + Send;
+}
+
+/// An account as the directory knows it: registered (with its contract) or only
+/// seen in events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountEntry {
+    pub account: AccountId,
+    /// None until the tenant registers the account.
+    pub contract: Option<AccountContract>,
+    /// Tickets opened less tickets solved or closed, never below 0.
+    pub open_tickets: u64,
+    pub registered_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+/// Which rollups to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    Hour,
+    Day,
+    Month,
+}
+
+/// A support or billing event as the account page lists it (no subject).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Activity {
+    pub time: String,
+    pub source: String,
+    pub status: String,
+    /// The ticket or invoice id the tenant gave.
+    pub reference: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// What the dashboard reads: the account directory and the rollups.
+pub trait DashboardStore: Send + Sync {
+    /// Every account of the tenant, registered or seen, by id.
+    fn accounts(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<AccountEntry>, StoreError>> + Send;
+
+    fn account(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<Option<AccountEntry>, StoreError>> + Send;
+
+    /// The account's rollups of one granularity whose labels lie from `from` to
+    /// `to` (both included; labels as `rollup.rs` writes them), oldest first.
+    fn rollups(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        granularity: Granularity,
+        from: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<Vec<(String, Rollup)>, StoreError>> + Send;
+
+    /// The account's latest support and billing events, newest first.
+    fn recent_activity(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Activity>, StoreError>> + Send;
+}
+
+/// Where the tenant's account contracts are written.
+pub trait AccountRegistry: Send + Sync {
+    /// Registers or replaces the contract; true if the account was not registered before.
+    fn register_account(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        contract: &AccountContract,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

@@ -1,7 +1,8 @@
-//! The admin API (scope `admin`): API keys and the audit trail.
+//! The admin API (scope `admin`): API keys, account contracts and the audit trail.
 //!
 //! | route | does |
 //! |---|---|
+//! | `PUT /v1/accounts/{account}` | registers or replaces an account's contract (201 new, 200 replaced) |
 //! | `POST /v1/keys` | issues a key; the secret is in this response only |
 //! | `GET /v1/keys` | lists the tenant's keys (never secrets or hashes) |
 //! | `DELETE /v1/keys/{key_id}?cascade=` | revokes a key (and, with cascade, the keys it issued) |
@@ -18,34 +19,39 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
-use vigil_shared::adapters::dynamo::{AuditTable, Dynamo, TenantTable};
+use vigil_shared::adapters::dynamo::{AggregateTable, AuditTable, Dynamo, TenantTable};
 use vigil_shared::adapters::s3::AnchorBucket;
+use vigil_shared::app::accounts::{register_account, AccountRequest};
 use vigil_shared::app::audit::{audit_read, verify_trail};
 use vigil_shared::app::keys::{issue_key, revoke_key, KeyRequest, KeyView};
 use vigil_shared::auth::Caller;
 use vigil_shared::config::{Config, ConfigError};
 use vigil_shared::domain::access::Scope;
 use vigil_shared::domain::audit::{AuditEntry, VerifyMode};
+use vigil_shared::domain::AccountId;
 use vigil_shared::function::Function;
 use vigil_shared::http::{ApiError, Call, Reply};
-use vigil_shared::ports::{AccessStore, AnchorStore, AuditLog, Revocation};
+use vigil_shared::ports::{AccessStore, AccountRegistry, AnchorStore, AuditLog, Revocation};
 
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub const MAX_AUDIT_PAGE: usize = 1000;
 
-pub struct Deps<K, A, S> {
+pub struct Deps<K, A, S, R> {
     pub keys: K,
+    /// The account directory (contracts).
+    pub accounts: R,
     pub audit: A,
     /// The audit anchors (read only: this function cannot write them).
     pub anchors: S,
     pub clock: fn() -> OffsetDateTime,
 }
 
-impl Deps<TenantTable, AuditTable, AnchorBucket> {
+impl Deps<TenantTable, AuditTable, AnchorBucket, AggregateTable> {
     pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
         let (db, sdk) = Dynamo::connect(config).await;
         Ok(Self {
             keys: TenantTable::new(&db, config)?,
+            accounts: AggregateTable::new(&db, config)?,
             audit: AuditTable::new(&db, config)?,
             anchors: AnchorBucket::new(&sdk, config)?,
             clock: OffsetDateTime::now_utc,
@@ -53,8 +59,12 @@ impl Deps<TenantTable, AuditTable, AnchorBucket> {
     }
 }
 
-impl<K: AccessStore + 'static, A: AuditLog + 'static, S: AnchorStore + 'static> Function
-    for Deps<K, A, S>
+impl<K, A, S, R> Function for Deps<K, A, S, R>
+where
+    K: AccessStore + 'static,
+    A: AuditLog + 'static,
+    S: AnchorStore + 'static,
+    R: AccountRegistry + 'static,
 {
     type Event = ApiGatewayV2httpRequest;
     type Output = ApiGatewayV2httpResponse;
@@ -65,9 +75,9 @@ impl<K: AccessStore + 'static, A: AuditLog + 'static, S: AnchorStore + 'static> 
     }
 }
 
-pub async fn handle<K: AccessStore, A: AuditLog, S: AnchorStore>(
+pub async fn handle<K: AccessStore, A: AuditLog, S: AnchorStore, R: AccountRegistry>(
     request: &ApiGatewayV2httpRequest,
-    deps: &Deps<K, A, S>,
+    deps: &Deps<K, A, S, R>,
 ) -> ApiGatewayV2httpResponse {
     let mut call = Call::begin("admin", request);
     let outcome = match call.authorize(Scope::Admin) {
@@ -77,10 +87,10 @@ pub async fn handle<K: AccessStore, A: AuditLog, S: AnchorStore>(
     call.finish(outcome)
 }
 
-async fn route<K: AccessStore, A: AuditLog, S: AnchorStore>(
+async fn route<K: AccessStore, A: AuditLog, S: AnchorStore, R: AccountRegistry>(
     call: &Call<'_>,
     caller: &Caller,
-    deps: &Deps<K, A, S>,
+    deps: &Deps<K, A, S, R>,
 ) -> Result<Reply, ApiError> {
     let now = (deps.clock)();
     let (tenant, actor, request_id) = (&caller.tenant, caller.key_id.as_str(), &call.request_id);
@@ -153,6 +163,32 @@ async fn route<K: AccessStore, A: AuditLog, S: AnchorStore>(
                 Revocation::NotFound => Err(ApiError::NotFound("no such key")),
             }
         }
+        "PUT /v1/accounts/{account}" => {
+            let account = AccountId::parse(call.path("account"))
+                .map_err(|_| ApiError::invalid("account", "expected an account id"))?;
+            call.query(&[])?;
+            let contract = call
+                .json::<AccountRequest>(MAX_BODY_BYTES, "16 KiB")?
+                .validate()?;
+            let created = register_account(
+                &deps.accounts,
+                &deps.audit,
+                tenant,
+                actor,
+                request_id,
+                &account,
+                &contract,
+                now,
+            )
+            .await?;
+            let mut body = json!({"account": account.as_str(), "registered": true});
+            if let (Some(body), Ok(serde_json::Value::Object(fields))) =
+                (body.as_object_mut(), serde_json::to_value(contract.view()))
+            {
+                body.extend(fields);
+            }
+            Ok(Reply::json(if created { 201 } else { 200 }, &body))
+        }
         "GET /v1/audit" => list_audit(call, caller, deps, now).await,
         "GET /v1/audit/verify" => {
             let mode = if call.flag("full")? {
@@ -211,10 +247,10 @@ fn page_parameters(call: &Call<'_>) -> Result<(Option<u64>, usize), ApiError> {
     Ok((after, limit))
 }
 
-async fn list_audit<K: AccessStore, A: AuditLog, S: AnchorStore>(
+async fn list_audit<K: AccessStore, A: AuditLog, S: AnchorStore, R>(
     call: &Call<'_>,
     caller: &Caller,
-    deps: &Deps<K, A, S>,
+    deps: &Deps<K, A, S, R>,
     now: OffsetDateTime,
 ) -> Result<Reply, ApiError> {
     let (after, limit) = page_parameters(call)?;

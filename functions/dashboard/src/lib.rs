@@ -1,9 +1,20 @@
-//! The dashboard API (scope `read`).
+//! The dashboard: its read API (scope `read`) and its web page (no key: the page
+//! asks for one and sends it with each API call).
 //!
-//! `GET /v1/accounts/{account}/usage?from=2026-11-01T00&to=2026-11-01T23` returns
-//! the account's hourly aggregates (UTC hours, both ends included; default: the
-//! last 24 hours; at most 31 days). Only the caller's tenant is ever queried: the
-//! account id in the path is looked up under the tenant the key belongs to.
+//! | route | does |
+//! |---|---|
+//! | `GET /v1/accounts?from=&to=&sort=&order=&band=&plan=&tag=&limit=&cursor=` | every account with its summary and health over a window of days |
+//! | `GET /v1/accounts/{account}?from=&to=&granularity=` | one account: contract, summary, day or hour series, top endpoints, recent support and billing events |
+//! | `GET /v1/accounts/{account}/usage?from=&to=` | raw hourly aggregates (at most 31 days) |
+//! | `GET /dashboard`, `GET /dashboard/{asset}` | the web page and its assets (`web.rs`) |
+//!
+//! Everything is read from rollups (docs/decisions/0015): a request's cost grows
+//! with the buckets shown, never with the events. Only the caller's tenant is
+//! ever queried: ids in the path are looked up under the key's tenant.
+
+mod accounts;
+mod params;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -15,12 +26,12 @@ use vigil_shared::adapters::dynamo::{AggregateTable, Dynamo};
 use vigil_shared::auth::Caller;
 use vigil_shared::config::{Config, ConfigError};
 use vigil_shared::domain::access::Scope;
-use vigil_shared::domain::{AccountId, HourBucket};
+use vigil_shared::domain::HourBucket;
 use vigil_shared::function::Function;
 use vigil_shared::http::{ApiError, Call, Reply};
-use vigil_shared::ports::UsageStore;
+use vigil_shared::ports::{DashboardStore, UsageStore};
 
-/// Longest range one request may ask for.
+/// Longest range of raw hours one request may ask for.
 pub const MAX_HOURS: i64 = 31 * 24;
 
 pub struct Deps<S> {
@@ -38,13 +49,47 @@ impl Deps<AggregateTable> {
     }
 }
 
-impl<S: UsageStore + 'static> Function for Deps<S> {
+impl<S: UsageStore + DashboardStore + 'static> Function for Deps<S> {
     type Event = ApiGatewayV2httpRequest;
     type Output = ApiGatewayV2httpResponse;
     type Error = Infallible;
 
     async fn call(&self, event: ApiGatewayV2httpRequest) -> Result<Self::Output, Infallible> {
         Ok(handle(&event, self).await)
+    }
+}
+
+pub async fn handle<S: UsageStore + DashboardStore>(
+    request: &ApiGatewayV2httpRequest,
+    deps: &Deps<S>,
+) -> ApiGatewayV2httpResponse {
+    let mut call = Call::begin("dashboard", request);
+    if web::is_web(&call) {
+        return match web::asset(&call) {
+            Ok(page) => page,
+            Err(error) => call.finish(Err(error)),
+        };
+    }
+    let outcome = match call.authorize(Scope::Read) {
+        Ok(caller) => route(&call, &caller, deps).await,
+        Err(denied) => Err(denied),
+    };
+    call.finish(outcome)
+}
+
+async fn route<S: UsageStore + DashboardStore>(
+    call: &Call<'_>,
+    caller: &Caller,
+    deps: &Deps<S>,
+) -> Result<Reply, ApiError> {
+    let now = (deps.clock)();
+    match call.route.as_str() {
+        "GET /v1/accounts" => accounts::list(call, &caller.tenant, &deps.store, now).await,
+        "GET /v1/accounts/{account}" => {
+            accounts::detail(call, &caller.tenant, &deps.store, now).await
+        }
+        "GET /v1/accounts/{account}/usage" => usage(call, caller, deps, now).await,
+        _ => Err(ApiError::NotFound("no such route")),
     }
 }
 
@@ -56,7 +101,7 @@ struct Usage<'a> {
     hours: Vec<BTreeMap<String, serde_json::Value>>,
 }
 
-fn range(call: &Call<'_>, now: OffsetDateTime) -> Result<(HourBucket, HourBucket), ApiError> {
+fn hour_range(call: &Call<'_>, now: OffsetDateTime) -> Result<(HourBucket, HourBucket), ApiError> {
     let mut from = None;
     let mut to = None;
     for (name, value) in call.query(&["from", "to"])? {
@@ -83,26 +128,14 @@ fn range(call: &Call<'_>, now: OffsetDateTime) -> Result<(HourBucket, HourBucket
     Ok((from, to))
 }
 
-pub async fn handle<S: UsageStore>(
-    request: &ApiGatewayV2httpRequest,
-    deps: &Deps<S>,
-) -> ApiGatewayV2httpResponse {
-    let mut call = Call::begin("dashboard", request);
-    let outcome = match call.authorize(Scope::Read) {
-        Ok(caller) => usage(&call, &caller, deps).await,
-        Err(denied) => Err(denied),
-    };
-    call.finish(outcome)
-}
-
 async fn usage<S: UsageStore>(
     call: &Call<'_>,
     caller: &Caller,
     deps: &Deps<S>,
+    now: OffsetDateTime,
 ) -> Result<Reply, ApiError> {
-    let account = AccountId::parse(call.path("account"))
-        .map_err(|_| ApiError::invalid("account", "expected an account id"))?;
-    let (from, to) = range(call, (deps.clock)())?;
+    let account = params::account(call)?;
+    let (from, to) = hour_range(call, now)?;
     let hours = deps
         .store
         .hourly_usage(&caller.tenant, &account, from, to)

@@ -2,5 +2,6 @@
 //! CLI, the local stack): they take ports, never SDK clients, so every binary
 //! depends on `shared` and none on another function's crate.
 
+pub mod accounts;
 pub mod audit;
 pub mod keys;

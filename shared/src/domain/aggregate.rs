@@ -1,11 +1,15 @@
-//! Per-account hourly aggregates, kept at ingestion for the dashboard and alerts.
+//! Per-account aggregates, kept at ingestion for the dashboard and alerts: what
+//! a chunk of one account-hour adds to its hour, its day and its month
+//! (`rollup.rs` reads them back).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
 use super::event::{EventData, Source, StoredEvent};
 use super::ids::AccountId;
+use super::rollup::ENDPOINT_COUNTER_PREFIX;
+use super::sketch;
 
 /// An hour in UTC, written `2026-11-01T10` (sorts as text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -72,7 +76,14 @@ pub struct AggregateDelta {
     pub latency_histogram: [u64; LATENCY_BUCKETS_MS.len() + 1],
     pub units: u64,
     pub failed_payments: u64,
+    pub paid_payments: u64,
     pub tickets_opened: u64,
+    /// Tickets solved or closed.
+    pub tickets_closed: u64,
+    /// Active-user sketch elements of the API callers (`sketch::element`).
+    pub users: BTreeSet<u64>,
+    /// Calls per endpoint template (kept on the month rollup only).
+    pub endpoints: BTreeMap<String, u64>,
 }
 
 impl AggregateDelta {
@@ -90,7 +101,11 @@ impl AggregateDelta {
             latency_histogram: [0; LATENCY_BUCKETS_MS.len() + 1],
             units: 0,
             failed_payments: 0,
+            paid_payments: 0,
             tickets_opened: 0,
+            tickets_closed: 0,
+            users: BTreeSet::new(),
+            endpoints: BTreeMap::new(),
         }
     }
 
@@ -99,12 +114,17 @@ impl AggregateDelta {
         self.per_source[event.data.source().index()] += 1;
         match &event.data {
             EventData::ApiCall {
+                endpoint,
                 status,
                 latency_ms,
                 units,
                 ..
             } => {
                 self.calls += 1;
+                if let Some(subject) = &event.subject {
+                    self.users.insert(sketch::element(subject));
+                }
+                *self.endpoints.entry(endpoint.clone()).or_insert(0) += 1;
                 match status {
                     400..=499 => self.errors_4xx += 1,
                     500..=599 => self.errors_5xx += 1,
@@ -119,10 +139,16 @@ impl AggregateDelta {
                 self.latency_histogram[bucket] += 1;
                 self.units += units;
             }
-            EventData::Billing { status, .. } if *status == "failed" => self.failed_payments += 1,
-            EventData::SupportTicket { status, .. } if *status == "open" => {
-                self.tickets_opened += 1
-            }
+            EventData::Billing { status, .. } => match *status {
+                "failed" => self.failed_payments += 1,
+                "paid" => self.paid_payments += 1,
+                _ => {}
+            },
+            EventData::SupportTicket { status, .. } => match *status {
+                "open" => self.tickets_opened += 1,
+                "solved" | "closed" => self.tickets_closed += 1,
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -150,7 +176,9 @@ impl AggregateDelta {
             ("latency_count".to_owned(), self.latency_count),
             ("units".to_owned(), self.units),
             ("failed_payments".to_owned(), self.failed_payments),
+            ("paid_payments".to_owned(), self.paid_payments),
             ("tickets_opened".to_owned(), self.tickets_opened),
+            ("tickets_closed".to_owned(), self.tickets_closed),
         ];
         for source in Source::ALL {
             out.push((
@@ -167,6 +195,22 @@ impl AggregateDelta {
         }
         out.retain(|(_, amount)| *amount > 0);
         out
+    }
+
+    /// The month rollup's counters: the hour's, and calls per endpoint template.
+    pub fn month_counters(&self) -> Vec<(String, u64)> {
+        let mut out = self.counters();
+        out.extend(
+            self.endpoints
+                .iter()
+                .map(|(e, n)| (format!("{ENDPOINT_COUNTER_PREFIX}{e}"), *n)),
+        );
+        out
+    }
+
+    /// Tickets opened less tickets solved or closed: the account's open tickets move by this.
+    pub fn open_tickets_change(&self) -> i64 {
+        self.tickets_opened as i64 - self.tickets_closed as i64
     }
 }
 

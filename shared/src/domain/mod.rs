@@ -2,11 +2,14 @@
 //! Nothing here knows about AWS.
 
 pub mod access;
+pub mod account;
 pub mod aggregate;
 pub mod audit;
 pub mod event;
 pub mod ids;
 pub mod retention;
+pub mod rollup;
+pub mod sketch;
 pub mod subject;
 pub mod validate;
 

@@ -1,16 +1,32 @@
-//! Aggregates table: one item of counters per account-hour. Ingestion adds to
+//! Aggregates table: the rollups of each account (hour, day and month items of
+//! counters and active-user sketches), a copy of its support and billing events,
+//! and the tenant's account directory (docs/decisions/0015). Ingestion adds to
 //! them inside the transaction that stores the events (`ingest.rs`); the
-//! dashboard reads ranges of hours.
+//! dashboard reads them; the admin API writes contracts into the directory.
 
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
-use time::OffsetDateTime;
+use std::collections::BTreeSet;
 
-use super::codec::{is_live, n, s, text, timestamp};
-use super::{table_name, unbuildable, Dynamo};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use time::{Date, OffsetDateTime};
+
+use super::codec::{is_live, n, s, text, timestamp, Item, EXPIRES_AT};
+use super::{failed, table_name, unbuildable, Dynamo};
 use crate::config::{Config, ConfigError, Setting};
-use crate::domain::{AccountId, AggregateDelta, HourBucket, TenantId};
+use crate::domain::account::AccountContract;
+use crate::domain::retention;
+use crate::domain::rollup::{day_label, parse_day, Rollup};
+use crate::domain::sketch::ActiveUsers;
+use crate::domain::{AccountId, AggregateDelta, EventData, HourBucket, StoredEvent, TenantId};
 use crate::keys;
-use crate::ports::{HourlyUsage, StoreError, UsageStore};
+use crate::ports::{
+    AccountEntry, AccountRegistry, Activity, DashboardStore, Granularity, HourlyUsage, StoreError,
+    UsageStore,
+};
+
+/// The number-set attribute holding a rollup's active-user sketch.
+const USERS: &str = "users";
+/// Attributes of a rollup item that are not counters.
+const NOT_COUNTERS: [&str; 2] = [EXPIRES_AT, "updated_at"];
 
 #[derive(Debug, Clone)]
 pub struct AggregateTable {
@@ -26,36 +42,207 @@ impl AggregateTable {
         })
     }
 
-    /// The update adding `delta` to its account-hour aggregate, as one action of
-    /// the ingestion transaction that stores the delta's events.
-    pub(crate) fn add_action(
+    /// The updates adding `delta` (one account-hour) to its hour, day and month
+    /// rollups and to the account's directory entry, as actions of the ingestion
+    /// transaction that stores the delta's events.
+    pub(crate) fn add_actions(
         &self,
         tenant: &TenantId,
         delta: &AggregateDelta,
         now: OffsetDateTime,
-    ) -> Result<TransactWriteItem, StoreError> {
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let pk = keys::account_pk(tenant, &delta.account);
+        let day = delta.hour.start().date();
         let counters = delta.counters();
+        let mut actions = vec![
+            self.add(
+                &pk,
+                keys::aggregate_sk(delta.hour),
+                &counters,
+                &delta.users,
+                now,
+            )?,
+            self.add(&pk, keys::day_sk(day), &counters, &delta.users, now)?,
+            self.add(
+                &pk,
+                keys::month_sk(day),
+                &delta.month_counters(),
+                &delta.users,
+                now,
+            )?,
+        ];
+        let directory = [
+            ("events".to_owned(), delta.events as i64),
+            ("open_tickets".to_owned(), delta.open_tickets_change()),
+        ];
+        actions.push(self.add(
+            &keys::accounts_pk(tenant),
+            keys::account_entry_sk(&delta.account),
+            &directory,
+            &BTreeSet::new(),
+            now,
+        )?);
+        Ok(actions)
+    }
+
+    /// One `SET updated_at ADD counters, users` update.
+    fn add<T: std::fmt::Display>(
+        &self,
+        pk: &str,
+        sk: String,
+        counters: &[(String, T)],
+        users: &BTreeSet<u64>,
+        now: OffsetDateTime,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut expression = String::from("SET updated_at = :now ADD ");
         let mut update = Update::builder()
             .table_name(&self.name)
-            .key(keys::PK, s(keys::account_pk(tenant, &delta.account)))
-            .key(keys::SK, s(keys::aggregate_sk(delta.hour)))
+            .key(keys::PK, s(pk))
+            .key(keys::SK, s(sk))
             .expression_attribute_values(":now", timestamp(now));
+        let mut terms = Vec::with_capacity(counters.len() + 1);
         for (i, (name, amount)) in counters.iter().enumerate() {
-            if i > 0 {
-                expression.push_str(", ");
-            }
-            expression.push_str(&format!("#c{i} :c{i}"));
+            terms.push(format!("#c{i} :c{i}"));
             update = update
                 .expression_attribute_names(format!("#c{i}"), name)
                 .expression_attribute_values(format!(":c{i}"), n(amount));
         }
+        if !users.is_empty() {
+            terms.push(format!("{USERS} :users"));
+            update = update.expression_attribute_values(
+                ":users",
+                AttributeValue::Ns(users.iter().map(u64::to_string).collect()),
+            );
+        }
+        expression.push_str(&terms.join(", "));
         let update = update
             .update_expression(expression)
             .build()
             .map_err(|e| unbuildable("TransactWriteItems", e))?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
+
+    /// The copy of a support or billing event kept for the account page (None
+    /// for other sources), expiring with the raw event.
+    pub(crate) fn activity_action(
+        &self,
+        tenant: &TenantId,
+        event: &StoredEvent,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<Option<TransactWriteItem>, StoreError> {
+        let Some(mut item) = activity_fields(event) else {
+            return Ok(None);
+        };
+        item.insert(keys::PK.into(), s(keys::account_pk(tenant, &event.account)));
+        item.insert(keys::SK.into(), s(keys::activity_sk(event.time, &event.id)));
+        item.insert("ts".into(), timestamp(event.time));
+        if let Some(at) = expires_at {
+            item.insert(EXPIRES_AT.into(), n(at.unix_timestamp()));
+        }
+        let put = Put::builder()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| unbuildable("TransactWriteItems", e))?;
+        Ok(Some(TransactWriteItem::builder().put(put).build()))
+    }
+}
+
+/// Whether an event is copied for the account page.
+pub fn has_activity_copy(event: &StoredEvent) -> bool {
+    matches!(
+        event.data,
+        EventData::SupportTicket { .. } | EventData::Billing { .. }
+    )
+}
+
+fn activity_fields(event: &StoredEvent) -> Option<Item> {
+    let mut item = Item::new();
+    item.insert("source".into(), s(event.data.source().as_str()));
+    match &event.data {
+        EventData::SupportTicket {
+            ticket_id,
+            priority,
+            status,
+        } => {
+            item.insert("reference".into(), s(ticket_id));
+            item.insert("priority".into(), s(*priority));
+            item.insert("status".into(), s(*status));
+        }
+        EventData::Billing {
+            invoice_id,
+            amount,
+            currency,
+            status,
+        } => {
+            item.insert("reference".into(), s(invoice_id));
+            item.insert("amount".into(), AttributeValue::N(amount.clone()));
+            item.insert("currency".into(), s(currency));
+            item.insert("status".into(), s(*status));
+        }
+        _ => return None,
+    }
+    Some(item)
+}
+
+/// A rollup item's counters and sketch.
+fn rollup_of(item: &Item) -> Rollup {
+    let counters = item
+        .iter()
+        .filter(|(name, _)| !NOT_COUNTERS.contains(&name.as_str()))
+        .filter_map(|(name, value)| Some((name.clone(), value.as_n().ok()?.parse().ok()?)))
+        .collect();
+    let users = item
+        .get(USERS)
+        .and_then(|v| v.as_ns().ok())
+        .map(|set| ActiveUsers::from_elements(set.iter().filter_map(|e| e.parse().ok())))
+        .unwrap_or_default();
+    Rollup { counters, users }
+}
+
+fn date_of(item: &Item, name: &str) -> Option<Date> {
+    text(item, name).and_then(|d| parse_day(&d))
+}
+
+/// A directory item as an entry.
+fn entry_of(item: &Item) -> Result<AccountEntry, StoreError> {
+    let account = text(item, keys::SK)
+        .and_then(|sk| keys::account_of_entry_sk(&sk).map(str::to_owned))
+        .and_then(|a| AccountId::parse(&a).ok())
+        .ok_or_else(|| StoreError::corrupt("account entry"))?;
+    let registered = item
+        .get("registered")
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false);
+    let contract = registered.then(|| AccountContract {
+        name: text(item, "name").unwrap_or_default(),
+        plan: text(item, "plan"),
+        monthly_quota: item
+            .get("monthly_quota")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok()),
+        relationship_start: date_of(item, "relationship_start"),
+        relationship_end: date_of(item, "relationship_end"),
+        tags: item
+            .get("tags")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| l.iter().filter_map(|t| t.as_s().ok().cloned()).collect())
+            .unwrap_or_default(),
+    });
+    let open_tickets = item
+        .get("open_tickets")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0) as u64;
+    Ok(AccountEntry {
+        account,
+        contract,
+        open_tickets,
+        registered_at: text(item, "registered_at"),
+        updated_at: text(item, "updated_at"),
+    })
 }
 
 impl UsageStore for AggregateTable {
@@ -85,15 +272,205 @@ impl UsageStore for AggregateTable {
                 let hour = text(item, keys::SK)
                     .and_then(|sk| keys::aggregate_hour(&sk).map(str::to_owned))
                     .ok_or_else(|| StoreError::corrupt("aggregate"))?;
-                let mut counters: Vec<(String, u64)> = item
-                    .iter()
-                    .filter_map(|(name, value)| {
-                        Some((name.clone(), value.as_n().ok()?.parse().ok()?))
-                    })
+                let mut counters: Vec<(String, u64)> = rollup_of(item)
+                    .counters
+                    .into_iter()
+                    .filter(|(name, _)| name != USERS)
                     .collect();
                 counters.sort();
                 Ok(HourlyUsage { hour, counters })
             })
             .collect()
+    }
+}
+
+impl DashboardStore for AggregateTable {
+    async fn accounts(&self, tenant: &TenantId) -> Result<Vec<AccountEntry>, StoreError> {
+        let query = self
+            .db
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(keys::accounts_pk(tenant)));
+        let now = OffsetDateTime::now_utc();
+        self.db
+            .query(query, None)
+            .await?
+            .iter()
+            .filter(|item| is_live(item, now))
+            .map(entry_of)
+            .collect()
+    }
+
+    async fn account(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> Result<Option<AccountEntry>, StoreError> {
+        let key = Item::from([
+            (keys::PK.to_owned(), s(keys::accounts_pk(tenant))),
+            (keys::SK.to_owned(), s(keys::account_entry_sk(account))),
+        ]);
+        let now = OffsetDateTime::now_utc();
+        match self.db.get(&self.name, key, None).await? {
+            Some(item) if is_live(&item, now) => entry_of(&item).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn rollups(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        granularity: Granularity,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, Rollup)>, StoreError> {
+        let prefix = match granularity {
+            Granularity::Hour => "H#",
+            Granularity::Day => keys::DAY_SK_PREFIX,
+            Granularity::Month => keys::MONTH_SK_PREFIX,
+        };
+        // Summaries tolerate a read that misses the last instant's writes.
+        let query = self
+            .db
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", s(keys::account_pk(tenant, account)))
+            .expression_attribute_values(":from", s(format!("{prefix}{from}")))
+            .expression_attribute_values(":to", s(format!("{prefix}{to}")));
+        let now = OffsetDateTime::now_utc();
+        self.db
+            .query(query, None)
+            .await?
+            .iter()
+            .filter(|item| is_live(item, now))
+            .map(|item| {
+                let label = text(item, keys::SK)
+                    .and_then(|sk| sk.strip_prefix(prefix).map(str::to_owned))
+                    .ok_or_else(|| StoreError::corrupt("rollup"))?;
+                Ok((label, rollup_of(item)))
+            })
+            .collect()
+    }
+
+    async fn recent_activity(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        limit: usize,
+    ) -> Result<Vec<Activity>, StoreError> {
+        let query = self
+            .db
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :x)")
+            .expression_attribute_values(":pk", s(keys::account_pk(tenant, account)))
+            .expression_attribute_values(":x", s(keys::ACTIVITY_SK_PREFIX))
+            .scan_index_forward(false);
+        let now = OffsetDateTime::now_utc();
+        Ok(self
+            .db
+            .query(query, Some(limit))
+            .await?
+            .iter()
+            .filter(|item| is_live(item, now))
+            .map(|item| Activity {
+                time: text(item, "ts").unwrap_or_default(),
+                source: text(item, "source").unwrap_or_default(),
+                status: text(item, "status").unwrap_or_default(),
+                reference: text(item, "reference").unwrap_or_default(),
+                priority: text(item, "priority"),
+                amount: item.get("amount").and_then(|v| v.as_n().ok()).cloned(),
+                currency: text(item, "currency"),
+            })
+            .collect())
+    }
+}
+
+impl AccountRegistry for AggregateTable {
+    async fn register_account(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        contract: &AccountContract,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut set = vec![
+            "#name = :name",
+            "registered = :true",
+            "registered_at = if_not_exists(registered_at, :now)",
+            "updated_at = :now",
+            "tags = :tags",
+        ];
+        let mut remove = Vec::new();
+        let mut update = self
+            .db
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::accounts_pk(tenant)))
+            .key(keys::SK, s(keys::account_entry_sk(account)))
+            .expression_attribute_names("#name", "name")
+            .expression_attribute_values(":name", s(&contract.name))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", timestamp(now))
+            .expression_attribute_values(
+                ":tags",
+                AttributeValue::L(contract.tags.iter().map(s).collect()),
+            )
+            .return_values(ReturnValue::UpdatedOld);
+        let optional: [(&str, Option<AttributeValue>); 5] = [
+            ("plan", contract.plan.as_ref().map(s)),
+            ("monthly_quota", contract.monthly_quota.map(n)),
+            (
+                "relationship_start",
+                contract.relationship_start.map(|d| s(day_label(d))),
+            ),
+            (
+                "relationship_end",
+                contract.relationship_end.map(|d| s(day_label(d))),
+            ),
+            (
+                EXPIRES_AT,
+                contract.relationship_end.map(|end| {
+                    let ended = end.next_day().unwrap_or(end).midnight().assume_utc();
+                    n(retention::after_relationship(ended).unix_timestamp())
+                }),
+            ),
+        ];
+        for (name, value) in optional {
+            match value {
+                Some(value) => {
+                    set.push(match name {
+                        "plan" => "plan = :plan",
+                        "monthly_quota" => "monthly_quota = :monthly_quota",
+                        "relationship_start" => "relationship_start = :relationship_start",
+                        "relationship_end" => "relationship_end = :relationship_end",
+                        _ => "expires_at = :expires_at",
+                    });
+                    update = update.expression_attribute_values(format!(":{name}"), value);
+                }
+                None => remove.push(name),
+            }
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let out = update
+            .update_expression(expression)
+            .send()
+            .await
+            .map_err(|e| failed("UpdateItem", e))?;
+        let was_registered = out
+            .attributes
+            .and_then(|old| old.get("registered").cloned())
+            .is_some_and(|v| v == AttributeValue::Bool(true));
+        Ok(!was_registered)
     }
 }

@@ -1,9 +1,11 @@
 //! What ingestion writes, as one `IngestStore`: subjects, tenant settings, and
 //! the events with their aggregates, written together.
 //!
-//! Exact counting (docs/decisions/0011): the new events of one account-hour and
-//! the update of that account-hour's aggregate go in one TransactWriteItems (at
-//! most 99 events and the update). Each event's put is conditional on no live
+//! Exact counting (docs/decisions/0011, 0015): the new events of one account-hour,
+//! the copies of its support and billing events, and the updates of that
+//! account's hour, day and month rollups and directory entry go in one
+//! TransactWriteItems (at most 100 actions). An account's chunks run one after
+//! another (they update the same day, month and directory items). Each event's put is conditional on no live
 //! event with its key, so of two requests carrying the same event at the same
 //! moment exactly one stores and counts it; the other's transaction is cancelled,
 //! names the event as a duplicate and is retried without it. Nothing is ever
@@ -15,6 +17,7 @@ use futures_util::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::aggregates::has_activity_copy;
 use super::{
     AggregateTable, Cancelled, Dynamo, EventTable, SubjectTable, TenantTable, CONCURRENT_WRITES,
     MAX_TRANSACT_ACTIONS,
@@ -25,8 +28,10 @@ use crate::domain::{AccountId, AggregateDelta, HourBucket, RawEventRetention, St
 use crate::domain::{SubjectId, TenantId};
 use crate::ports::{EventStore, FailureKind, Recorded, StoreError, SubjectStore, TenantSettings};
 
-/// Events per transaction: the limit less the aggregate's update.
-pub const EVENTS_PER_TRANSACTION: usize = MAX_TRANSACT_ACTIONS - 1;
+/// Rollup updates in each transaction: hour, day, month, directory entry.
+pub const ROLLUP_UPDATES: usize = 4;
+/// Event puts (and their copies) per transaction: the limit less the updates.
+pub const EVENT_ACTIONS_PER_TRANSACTION: usize = MAX_TRANSACT_ACTIONS - ROLLUP_UPDATES;
 
 #[derive(Debug, Clone)]
 pub struct IngestTables {
@@ -48,7 +53,7 @@ impl IngestTables {
         })
     }
 
-    /// Records one chunk of one account-hour (at most `EVENTS_PER_TRANSACTION`).
+    /// Records one chunk of one account-hour (at most `EVENT_ACTIONS_PER_TRANSACTION` actions).
     async fn record_chunk(
         &self,
         tenant: &TenantId,
@@ -110,7 +115,7 @@ impl IngestTables {
         done
     }
 
-    /// The chunk's conditional puts, then its aggregate's update.
+    /// The chunk's conditional puts and copies, then its rollups' updates.
     fn actions(
         &self,
         tenant: &TenantId,
@@ -123,32 +128,54 @@ impl IngestTables {
             let expires_at = retention::expires_at(StoredItem::RawEvent, event.time, retention);
             actions.push(self.events.put_new(tenant, event, expires_at, now)?);
         }
+        // Copies after the events, so a cancellation's reasons index the events.
+        for (_, event) in pending {
+            let expires_at = retention::expires_at(StoredItem::RawEvent, event.time, retention);
+            actions.extend(self.aggregates.activity_action(tenant, event, expires_at)?);
+        }
         let delta = AggregateDelta::group(pending.iter().map(|(_, e)| *e));
         for delta in &delta {
-            actions.push(self.aggregates.add_action(tenant, delta, now)?);
+            actions.extend(self.aggregates.add_actions(tenant, delta, now)?);
         }
         Ok(actions)
     }
 }
 
-/// The chunks of a batch: by account-hour, at most `EVENTS_PER_TRANSACTION` each.
-/// Chunks of one account-hour touch the same aggregate item, so they are run one
-/// after another (together they would conflict with each other).
-pub fn account_hour_chunks(events: &[StoredEvent]) -> Vec<Vec<Vec<(usize, &StoredEvent)>>> {
-    let mut groups: BTreeMap<(AccountId, HourBucket), Vec<(usize, &StoredEvent)>> = BTreeMap::new();
+/// The chunks of a batch, per account: each chunk is of one account-hour and
+/// holds at most `EVENT_ACTIONS_PER_TRANSACTION` actions (an event, plus its
+/// copy for a support or billing event). Chunks of one account update the same
+/// day, month and directory items, so they are run one after another (together
+/// they would conflict with each other).
+pub fn account_chunks(events: &[StoredEvent]) -> Vec<Vec<Vec<(usize, &StoredEvent)>>> {
+    let mut groups: BTreeMap<AccountId, BTreeMap<HourBucket, Vec<(usize, &StoredEvent)>>> =
+        BTreeMap::new();
     for (i, event) in events.iter().enumerate() {
         groups
-            .entry((event.account.clone(), event.hour()))
+            .entry(event.account.clone())
+            .or_default()
+            .entry(event.hour())
             .or_default()
             .push((i, event));
     }
     groups
         .into_values()
-        .map(|group| {
-            group
-                .chunks(EVENTS_PER_TRANSACTION)
-                .map(<[_]>::to_vec)
-                .collect()
+        .map(|hours| {
+            let mut chunks = Vec::new();
+            for group in hours.into_values() {
+                let mut chunk = Vec::new();
+                let mut cost = 0;
+                for entry in group {
+                    let actions = 1 + usize::from(has_activity_copy(entry.1));
+                    if cost + actions > EVENT_ACTIONS_PER_TRANSACTION {
+                        chunks.push(std::mem::take(&mut chunk));
+                        cost = 0;
+                    }
+                    cost += actions;
+                    chunk.push(entry);
+                }
+                chunks.push(chunk);
+            }
+            chunks
         })
         .collect()
 }
@@ -183,7 +210,7 @@ impl EventStore for IngestTables {
         retention: RawEventRetention,
         now: OffsetDateTime,
     ) -> Vec<Recorded> {
-        let groups = account_hour_chunks(events);
+        let groups = account_chunks(events);
         // Futures are built eagerly: closures returning async blocks trip the Send check.
         let jobs: Vec<_> = groups
             .into_iter()
@@ -256,26 +283,43 @@ mod tests {
         }
     }
 
+    fn ticket(account: &str, id: usize, hour: u8) -> StoredEvent {
+        let mut e = event(account, id, hour);
+        e.data = EventData::SupportTicket {
+            ticket_id: "T-1".into(),
+            priority: "high",
+            status: "open",
+        };
+        e
+    }
+
     #[test]
-    fn transactions_respect_the_100_action_limit_and_one_aggregate_each() {
-        // 250 events of one account-hour, 3 of another hour, 1 of another account.
+    fn transactions_respect_the_100_action_limit_with_copies_and_updates() {
+        // 250 events of one account-hour, 3 of another hour, 1 of another account,
+        // and 60 tickets (2 actions each) in a third hour of the first account.
         let mut events: Vec<StoredEvent> = (0..250).map(|i| event("acme", i, 1)).collect();
         events.extend((250..253).map(|i| event("acme", i, 2)));
         events.push(event("globex", 253, 1));
-        let groups = account_hour_chunks(&events);
+        events.extend((254..314).map(|i| ticket("acme", i, 3)));
+        let groups = account_chunks(&events);
         let sizes: Vec<Vec<usize>> = groups
             .iter()
             .map(|chunks| chunks.iter().map(Vec::len).collect())
             .collect();
-        assert_eq!(sizes, vec![vec![99, 99, 52], vec![3], vec![1]]);
-        // Every event is in exactly one chunk, and a chunk plus its update fits.
+        // 96 event actions per chunk: 96 plain events, or 48 tickets with their copies.
+        assert_eq!(sizes, vec![vec![96, 96, 58, 3, 48, 12], vec![1]]);
+        // Every event is in exactly one chunk, and a chunk with its updates fits.
         let mut seen: Vec<usize> = groups.iter().flatten().flatten().map(|(i, _)| *i).collect();
         seen.sort_unstable();
-        assert_eq!(seen, (0..254).collect::<Vec<_>>());
-        assert!(groups
-            .iter()
-            .flatten()
-            .all(|c| c.len() < MAX_TRANSACT_ACTIONS));
+        assert_eq!(seen, (0..314).collect::<Vec<_>>());
+        for chunk in groups.iter().flatten() {
+            let actions: usize = chunk
+                .iter()
+                .map(|(_, e)| 1 + usize::from(has_activity_copy(e)))
+                .sum();
+            assert!(actions + ROLLUP_UPDATES <= MAX_TRANSACT_ACTIONS);
+            assert!(chunk.iter().all(|(_, e)| e.hour() == chunk[0].1.hour()));
+        }
     }
 
     #[test]
