@@ -255,6 +255,35 @@ impl TestStack {
         }
     }
 
+    /// The rollups of one kind (`H#` hours, `D#` days, `M#` months), read from the emulator.
+    pub async fn rollups(&self, sort_prefix: &str) -> Vec<Item> {
+        self.scan("AggregatesTable")
+            .await
+            .into_iter()
+            .filter(|i| s(i, "sk").is_some_and(|sk| sk.starts_with(sort_prefix)))
+            .collect()
+    }
+
+    /// Calls counted in the hour rollups, after checking that the day and month
+    /// rollups counted exactly as many (ingestion updates all three at once).
+    pub async fn counted_calls(&self) -> u64 {
+        let mut totals = Vec::new();
+        for prefix in ["H#", "D#", "M#"] {
+            let calls: u64 = self
+                .rollups(prefix)
+                .await
+                .iter()
+                .filter_map(|a| n(a, "calls"))
+                .sum();
+            totals.push(calls);
+        }
+        assert!(
+            totals.iter().all(|t| *t == totals[0]),
+            "hours, days and months count alike: {totals:?}"
+        );
+        totals[0]
+    }
+
     /// The running local API (routes, functions, schedules).
     pub fn local_api(&self) -> std::sync::Arc<LocalApi> {
         self.server.as_ref().expect("running").api.clone()

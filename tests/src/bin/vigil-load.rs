@@ -157,6 +157,7 @@ async fn scan_count(
     db: &aws_sdk_dynamodb::Client,
     table: &str,
     prefix: &str,
+    sort_prefix: &str,
     counter: Option<&str>,
 ) -> (usize, u64) {
     let (mut items, mut sum) = (0, 0);
@@ -165,8 +166,9 @@ async fn scan_count(
         let out = db
             .scan()
             .table_name(table)
-            .filter_expression("begins_with(pk, :p)")
+            .filter_expression("begins_with(pk, :p) AND begins_with(sk, :s)")
             .expression_attribute_values(":p", AttributeValue::S(prefix.to_owned()))
+            .expression_attribute_values(":s", AttributeValue::S(sort_prefix.to_owned()))
             .limit(500)
             .set_exclusive_start_key(start)
             .send()
@@ -281,12 +283,34 @@ async fn main() -> ExitCode {
     let db = aws_sdk_dynamodb::Client::new(&sdk);
     let table = |id: &str| state.resources.get(id).cloned().unwrap_or_default();
     let prefix = format!("T#{}#A#", args.tenant);
-    let (stored, _) = scan_count(&db, &table("EventsTable"), &prefix, None).await;
-    let (hours, counted) =
-        scan_count(&db, &table("AggregatesTable"), &prefix, Some("events")).await;
+    let (stored, _) = scan_count(&db, &table("EventsTable"), &prefix, "E#", None).await;
+    let (hours, counted) = scan_count(
+        &db,
+        &table("AggregatesTable"),
+        &prefix,
+        "H#",
+        Some("events"),
+    )
+    .await;
+    let (_, counted_days) = scan_count(
+        &db,
+        &table("AggregatesTable"),
+        &prefix,
+        "D#",
+        Some("events"),
+    )
+    .await;
+    let (_, counted_months) = scan_count(
+        &db,
+        &table("AggregatesTable"),
+        &prefix,
+        "M#",
+        Some("events"),
+    )
+    .await;
     println!(
-        "check: accepted {} · stored {} · counted in {} hourly aggregates {} · resent {} → {} duplicates",
-        total.accepted, stored, hours, counted, resent, resend_duplicates
+        "check: accepted {} · stored {} · counted in {} hourly aggregates {} (days {}, months {}) · resent {} → {} duplicates",
+        total.accepted, stored, hours, counted, counted_days, counted_months, resent, resend_duplicates
     );
     let mut problems: HashMap<&str, String> = HashMap::new();
     if total.server_errors > 0 || total.unanswered > 0 {
@@ -302,6 +326,12 @@ async fn main() -> ExitCode {
         problems.insert(
             "lost or extra",
             format!("{} stored for {} accepted", stored, total.accepted),
+        );
+    }
+    if counted_days != counted || counted_months != counted {
+        problems.insert(
+            "rollups",
+            format!("hours {counted}, days {counted_days}, months {counted_months}"),
         );
     }
     if counted != total.accepted as u64 {

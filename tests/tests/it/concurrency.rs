@@ -73,7 +73,7 @@ async fn eight_clients_resending_the_same_batch_count_each_event_once() {
 
     let events = stack.scan("EventsTable").await;
     assert_eq!(events.len(), ROUNDS * EVENTS, "every event stored once");
-    let aggregates = stack.scan("AggregatesTable").await;
+    let aggregates = stack.rollups("H#").await;
     assert_eq!(aggregates.len(), expected.len());
     for aggregate in &aggregates {
         let hour = s(aggregate, "sk")

@@ -64,6 +64,17 @@ fn scoped_operations() -> Vec<(String, String, String)> {
                 assert!(security.is_empty(), "{path} needs no key");
                 continue;
             }
+            if security.is_empty() {
+                // The dashboard's page asks for a key itself; nothing else goes keyless.
+                let web = operation["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == "web"));
+                assert!(
+                    web && path.starts_with("/dashboard"),
+                    "{method} {path} needs a key"
+                );
+                continue;
+            }
             let scopes = security[0]["apiKey"]
                 .as_array()
                 .expect("apiKey requirement");
@@ -99,6 +110,63 @@ async fn each_route_enforces_the_scope_its_contract_names() {
             "{method} {concrete}"
         );
     }
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_web_page_is_keyless_in_contract_and_template_alike_and_strict() {
+    let stack = TestStack::start().await;
+    let keyless_in_template: BTreeSet<String> = stack
+        .stack
+        .functions
+        .iter()
+        .flat_map(|f| f.routes.iter())
+        .filter(|r| !r.authorized)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        keyless_in_template,
+        BTreeSet::from([
+            "GET /dashboard".to_owned(),
+            "GET /dashboard/{asset}".to_owned()
+        ])
+    );
+    for (path, media) in [
+        ("/dashboard", "text/html; charset=utf-8"),
+        ("/dashboard/app.js", "text/javascript; charset=utf-8"),
+        (
+            "/dashboard/uPlot.iife.min.js",
+            "text/javascript; charset=utf-8",
+        ),
+        ("/dashboard/app.css", "text/css; charset=utf-8"),
+    ] {
+        let response = stack
+            .http
+            .get(format!("{}{path}", stack.api))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers();
+        assert_eq!(headers["content-type"].to_str().ok(), Some(media), "{path}");
+        let csp = headers["content-security-policy"]
+            .to_str()
+            .unwrap_or_default();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+    }
+    let (status, body) = stack
+        .call(Method::GET, "/dashboard/secrets.txt", None, None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, Value::from("not_found"))
+    );
+    // The page's data still needs a key.
+    let (status, _) = stack.call(Method::GET, "/v1/accounts", None, None).await;
+    assert_eq!(status, 401);
     stack.shutdown().await;
 }
 

@@ -49,7 +49,7 @@ async fn every_source_is_stored_with_its_allow_listed_fields() {
     assert!(s(api, "subject_key").is_some_and(|key| key.starts_with("T#tenant-a#S#s_")));
     assert!(!api.contains_key("user"));
 
-    let aggregates = stack.scan("AggregatesTable").await;
+    let aggregates = stack.rollups("H#").await;
     assert_eq!(aggregates.len(), 1);
     let hour = &aggregates[0];
     assert_eq!(n(hour, "events"), Some(5));
@@ -103,7 +103,7 @@ async fn a_resent_batch_is_stored_and_counted_once() {
     assert_eq!(statuses(&third), ["duplicate", "accepted"]);
 
     assert_eq!(stack.scan("EventsTable").await.len(), 31);
-    let aggregates = stack.scan("AggregatesTable").await;
+    let aggregates = stack.rollups("H#").await;
     assert_eq!(aggregates.len(), 1);
     assert_eq!(n(&aggregates[0], "calls"), Some(31));
     assert_eq!(n(&aggregates[0], "units"), Some(62));
@@ -129,7 +129,7 @@ async fn aggregates_are_one_per_account_hour() {
         3,
         "one transaction (events and aggregate update) per account-hour"
     );
-    let aggregates = stack.scan("AggregatesTable").await;
+    let aggregates = stack.rollups("H#").await;
     assert_eq!(aggregates.len(), 3);
     let acme_h1 = aggregates
         .iter()
@@ -215,7 +215,7 @@ async fn wrong_types_are_named() {
     assert_eq!(body["rejected"], 3);
     let events = stack.scan("EventsTable").await;
     assert_eq!(events.len(), 1, "only the valid event is stored");
-    assert_eq!(n(&stack.scan("AggregatesTable").await[0], "calls"), Some(1));
+    assert_eq!(n(&stack.rollups("H#").await[0], "calls"), Some(1));
     stack.shutdown().await;
 }
 
@@ -298,7 +298,7 @@ async fn a_full_batch_of_500_is_accepted_in_transactions_of_at_most_100_actions(
     assert_eq!(stack.proxy.count("TransactWriteItems"), 6);
     assert_eq!(stack.proxy.count("BatchWriteItem"), 0);
     assert_eq!(stack.scan("EventsTable").await.len(), 500);
-    let aggregates = stack.scan("AggregatesTable").await;
+    let aggregates = stack.rollups("H#").await;
     assert_eq!(n(&aggregates[0], "calls"), Some(500));
 
     stack.proxy.reset_counts();
@@ -455,7 +455,7 @@ async fn tenants_never_touch_each_others_events() {
             .count(),
         3
     );
-    let aggregates = stack.scan("AggregatesTable").await;
+    let aggregates = stack.rollups("H#").await;
     assert_eq!(aggregates.len(), 2);
     assert!(aggregates.iter().all(|a| n(a, "calls") == Some(3)));
     // Same user ids, different tenants: different subjects.

@@ -78,12 +78,17 @@ async fn tables_match_the_template() {
         routes,
         [
             "DELETE /v1/keys/{key_id} true",
+            "GET /dashboard false",
+            "GET /dashboard/{asset} false",
+            "GET /v1/accounts true",
+            "GET /v1/accounts/{account} true",
             "GET /v1/accounts/{account}/usage true",
             "GET /v1/audit true",
             "GET /v1/audit/verify true",
             "GET /v1/keys true",
             "POST /v1/events true",
             "POST /v1/keys true",
+            "PUT /v1/accounts/{account} true",
         ]
     );
     let authorizer = stack.stack.authorizer.as_ref().expect("an authorizer");

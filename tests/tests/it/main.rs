@@ -8,6 +8,7 @@ mod audit;
 mod concurrency;
 mod contract;
 mod contract_errors;
+mod dashboard;
 mod data_model;
 mod ingest_api;
 mod ingest_faults;

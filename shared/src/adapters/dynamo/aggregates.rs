@@ -108,11 +108,14 @@ impl AggregateTable {
                 .expression_attribute_values(format!(":c{i}"), n(amount));
         }
         if !users.is_empty() {
-            terms.push(format!("{USERS} :users"));
-            update = update.expression_attribute_values(
-                ":users",
-                AttributeValue::Ns(users.iter().map(u64::to_string).collect()),
-            );
+            // `users` is a DynamoDB reserved word: always through a placeholder.
+            terms.push("#users :users".to_owned());
+            update = update
+                .expression_attribute_names("#users", USERS)
+                .expression_attribute_values(
+                    ":users",
+                    AttributeValue::Ns(users.iter().map(u64::to_string).collect()),
+                );
         }
         expression.push_str(&terms.join(", "));
         let update = update
@@ -400,12 +403,13 @@ impl AccountRegistry for AggregateTable {
         contract: &AccountContract,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        // Every attribute through a placeholder (`name` is a reserved word).
         let mut set = vec![
             "#name = :name",
-            "registered = :true",
-            "registered_at = if_not_exists(registered_at, :now)",
-            "updated_at = :now",
-            "tags = :tags",
+            "#registered = :true",
+            "#registered_at = if_not_exists(#registered_at, :now)",
+            "#updated_at = :now",
+            "#tags = :tags",
         ];
         let mut remove = Vec::new();
         let mut update = self
@@ -416,6 +420,10 @@ impl AccountRegistry for AggregateTable {
             .key(keys::PK, s(keys::accounts_pk(tenant)))
             .key(keys::SK, s(keys::account_entry_sk(account)))
             .expression_attribute_names("#name", "name")
+            .expression_attribute_names("#registered", "registered")
+            .expression_attribute_names("#registered_at", "registered_at")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_names("#tags", "tags")
             .expression_attribute_values(":name", s(&contract.name))
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":now", timestamp(now))
@@ -423,7 +431,7 @@ impl AccountRegistry for AggregateTable {
                 ":tags",
                 AttributeValue::L(contract.tags.iter().map(s).collect()),
             )
-            .return_values(ReturnValue::UpdatedOld);
+            .return_values(ReturnValue::AllOld);
         let optional: [(&str, Option<AttributeValue>); 5] = [
             ("plan", contract.plan.as_ref().map(s)),
             ("monthly_quota", contract.monthly_quota.map(n)),
@@ -435,6 +443,7 @@ impl AccountRegistry for AggregateTable {
                 "relationship_end",
                 contract.relationship_end.map(|d| s(day_label(d))),
             ),
+            // Kept until 3 years after the end of the relationship's last day.
             (
                 EXPIRES_AT,
                 contract.relationship_end.map(|end| {
@@ -443,21 +452,18 @@ impl AccountRegistry for AggregateTable {
                 }),
             ),
         ];
-        for (name, value) in optional {
+        let mut placeholders = Vec::new();
+        for (i, (name, value)) in optional.into_iter().enumerate() {
+            update = update.expression_attribute_names(format!("#o{i}"), name);
             match value {
                 Some(value) => {
-                    set.push(match name {
-                        "plan" => "plan = :plan",
-                        "monthly_quota" => "monthly_quota = :monthly_quota",
-                        "relationship_start" => "relationship_start = :relationship_start",
-                        "relationship_end" => "relationship_end = :relationship_end",
-                        _ => "expires_at = :expires_at",
-                    });
-                    update = update.expression_attribute_values(format!(":{name}"), value);
+                    placeholders.push(format!("#o{i} = :o{i}"));
+                    update = update.expression_attribute_values(format!(":o{i}"), value);
                 }
-                None => remove.push(name),
+                None => remove.push(format!("#o{i}")),
             }
         }
+        set.extend(placeholders.iter().map(String::as_str));
         let mut expression = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
             expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
