@@ -115,3 +115,26 @@ stop_pid() {
 stop_moto() {
   stop_pid "${MOTO_PID:-}"
 }
+
+# wait_for_file PATH PID: waits until PATH exists (a server's state file), or PID dies (60 s at most).
+wait_for_file() {
+  local path="$1" pid="$2"
+  for _ in $(seq 1 600); do
+    [ -f "$path" ] && return 0
+    kill -0 "$pid" 2> /dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# load_demo STATE_FILE API: fills the demo tenant of a running local stack with
+# about two months of 30 accounts (infra/local/demo.py, through the API), then
+# issues a read-only key for the dashboard into DEMO_READ_KEY.
+load_demo() {
+  local state="$1" api="$2" key
+  local ops=("$(target_dir)/debug/vigil-ops" --local --state-file "$state")
+  key="$("${ops[@]}" key issue --tenant demo --scopes ingest,admin --name demo-data --expires-in-days 1 | awk '/^key:/ {print $2}')"
+  echo "==> loading demo data: 30 accounts, about two months, through the API (a minute or two)"
+  "$VENV/bin/python" "$REPO_ROOT/infra/local/demo.py" --api "$api" --key "$key"
+  DEMO_READ_KEY="$("${ops[@]}" key issue --tenant demo --scopes read --name dashboard | awk '/^key:/ {print $2}')"
+}

@@ -112,7 +112,7 @@
       tr.append(el("td", a.plan || "–"));
       const health = el("td");
       health.append(el("span", s.health.score, "chip " + s.health.band));
-      health.title = s.health.penalties.map((p) => "−" + p.points + " " + p.reason).join("\n") || "no penalty";
+      health.title = s.health.penalties.map((p) => "−" + p.points + " points: " + p.reason).join("\n") || "no penalty";
       tr.append(health);
       tr.append(el("td", num(s.calls), "num"));
       tr.append(el("td", s.trend === null ? "new" : (s.trend >= 0 ? "+" : "") + pct(s.trend, 0), "num"));
@@ -152,11 +152,13 @@
     container.replaceChildren();
     if (charts[id]) charts[id].destroy();
     const width = Math.max(320, container.clientWidth || 520);
+    // A series with `scale: "right"` gets its own axis on the right (units beside calls).
+    const right = series.some((s) => s.scale === "right");
     const opts = {
       width, height: 200,
       scales: { x: { time: true } },
-      series: [{}].concat(series.map((s) => ({ label: s.label, stroke: s.color, width: 2, fill: s.fill, spanGaps: false }))),
-      axes: [{}, { size: 60 }],
+      series: [{}].concat(series.map((s) => ({ label: s.label, stroke: s.color, width: 2, fill: s.fill, spanGaps: false, scale: s.scale || "y" }))),
+      axes: [{}, { size: 60, scale: "y" }].concat(right ? [{ size: 60, scale: "right", side: 1, grid: { show: false } }] : []),
       legend: { live: false },
     };
     charts[id] = new uPlot(opts, data, container);
@@ -186,7 +188,7 @@
     const penalties = $("penalties");
     penalties.replaceChildren();
     if (!s.health.penalties.length) penalties.append(el("li", "Nothing pulls the score down."));
-    for (const p of s.health.penalties) penalties.append(el("li", "−" + p.points + " " + p.reason));
+    for (const p of s.health.penalties) penalties.append(el("li", "−" + p.points + " points: " + p.reason));
     $("quota-month").textContent = s.billing_month;
     const meter = $("quota-meter");
     meter.value = Math.min(1, s.quota_share || 0);
@@ -200,7 +202,7 @@
 
     const xs = a.series.map((p) => bucketTime(p.bucket));
     const col = (name) => a.series.map((p) => p[name]);
-    chart("chart-usage", "calls and units", [{ label: "calls", color: "#24406e" }, { label: "units", color: "#6b8e23" }], [xs, col("calls"), col("units")]);
+    chart("chart-usage", "calls and units", [{ label: "calls", color: "#24406e" }, { label: "units (right axis)", color: "#6b8e23", scale: "right" }], [xs, col("calls"), col("units")]);
     chart("chart-errors", "errors", [{ label: "4xx", color: "#a15c00" }, { label: "5xx", color: "#b3261e" }], [xs, col("errors_4xx"), col("errors_5xx")]);
     chart("chart-latency", "latency", [{ label: "p50 ms", color: "#24406e" }, { label: "p95 ms", color: "#b3261e" }], [xs, col("latency_p50_ms"), col("latency_p95_ms")]);
     chart("chart-users", "active users", [{ label: "users", color: "#1f7a3a", fill: "rgba(31,122,58,0.1)" }], [xs, col("active_users")]);
