@@ -1,13 +1,17 @@
 //! Per 1,000 ingested events: AWS requests counted by the fault proxy (no faults
 //! injected), write units computed from the items sent, and the ingest
 //! function's CPU on the real path (handler + SDK against the emulator), next to
-//! the floors and to the design before exact counting (docs/decisions/0011).
+//! the floors and to the design before exact counting (docs/decisions/0011);
+//! then the dashboard's reads (requests and read units of the accounts list for
+//! 100 and 1,000 accounts over 30 days, and of one account's 90-day series)
+//! against the items they must read at least (docs/decisions/0015).
 //! Needs the emulator: `./infra/bench` (or `./infra/test`, which runs it once).
 
 use std::collections::BTreeMap;
 
+use futures_util::StreamExt;
 use serde_json::{json, Value};
-use vigil_tests::{hours_ago, n, TestStack};
+use vigil_tests::{hours_ago, TestStack};
 
 /// The design before exact counting (commit aad0cb6, this benchmark, release,
 /// glibc malloc), kept for comparison: median of 7 runs with this proxy, which
@@ -56,6 +60,258 @@ async fn anchoring_cost(stack: &TestStack) {
     );
     assert!(tenants > TENANTS);
     assert_eq!((scans, puts), (1, tenants));
+}
+
+/// Seeds `accounts` registered accounts of `tenant`, each with a day rollup for
+/// every one of the `days` days ending `to` (counters and a 40-user sketch, as
+/// ingestion writes them), straight into the emulator with BatchWriteItem.
+/// Returns the bytes of the day items (for the read floor).
+async fn seed_rollups(
+    stack: &TestStack,
+    tenant: &str,
+    accounts: usize,
+    days: i64,
+    to: time::Date,
+) -> u64 {
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    use vigil_shared::domain::{AccountId, SubjectId, TenantId};
+    use vigil_shared::keys;
+    let table = stack.table("AggregatesTable");
+    let tenant = TenantId::parse(tenant).expect("tenant");
+    let text = |v: &str| AttributeValue::S(v.to_owned());
+    let num = |v: u64| AttributeValue::N(v.to_string());
+    let mut items = Vec::new();
+    let mut day_bytes = 0;
+    for a in 0..accounts {
+        let account = AccountId::parse(&format!("acct-{a:04}")).expect("account");
+        items.push(std::collections::HashMap::from([
+            (keys::PK.to_owned(), text(&keys::accounts_pk(&tenant))),
+            (keys::SK.to_owned(), text(&keys::account_entry_sk(&account))),
+            ("registered".to_owned(), AttributeValue::Bool(true)),
+            ("name".to_owned(), text(&format!("Customer {a}"))),
+            ("plan".to_owned(), text("growth")),
+            ("monthly_quota".to_owned(), num(100_000)),
+            ("events".to_owned(), num(1_000)),
+        ]));
+        for d in 0..days {
+            let day = to - time::Duration::days(d);
+            let calls = 100 + (a as u64 * 7 + d as u64) % 50;
+            let users: Vec<String> = (0..40)
+                .map(|u| {
+                    vigil_shared::domain::sketch::element(&SubjectId::from_stored(format!(
+                        "s{a}-{u}"
+                    )))
+                    .to_string()
+                })
+                .collect();
+            let mut item = std::collections::HashMap::from([
+                (
+                    keys::PK.to_owned(),
+                    text(&keys::account_pk(&tenant, &account)),
+                ),
+                (keys::SK.to_owned(), text(&keys::day_sk(day))),
+                ("updated_at".to_owned(), text("2026-11-29T10:00:00Z")),
+                ("users".to_owned(), AttributeValue::Ns(users)),
+            ]);
+            for (name, value) in [
+                ("events", calls + 3),
+                ("calls", calls),
+                ("errors_4xx", calls / 20),
+                ("errors_5xx", calls / 50),
+                ("latency_ms_sum", calls * 80),
+                ("latency_count", calls),
+                ("units", calls * 2),
+                ("source_api_call", calls),
+                ("source_product", 3),
+                ("latency_le_50", calls / 2),
+                ("latency_le_100", calls / 3),
+                ("latency_le_250", calls - calls / 2 - calls / 3),
+            ] {
+                item.insert(name.to_owned(), num(value));
+            }
+            let json: serde_json::Map<String, Value> = item
+                .iter()
+                .map(|(k, v)| {
+                    let value = match v {
+                        AttributeValue::S(s) => json!({"S": s}),
+                        AttributeValue::N(n) => json!({"N": n}),
+                        AttributeValue::Ns(ns) => json!({"NS": ns}),
+                        _ => json!({"BOOL": true}),
+                    };
+                    (k.clone(), value)
+                })
+                .collect();
+            day_bytes += vigil_tests::proxy::item_size(&json);
+            items.push(item);
+        }
+    }
+    let writes: Vec<WriteRequest> = items
+        .into_iter()
+        .map(|item| {
+            WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .expect("put"),
+                )
+                .build()
+        })
+        .collect();
+    let chunks: Vec<Vec<WriteRequest>> = writes.chunks(25).map(<[_]>::to_vec).collect();
+    futures_util::stream::iter(chunks)
+        .for_each_concurrent(8, |chunk| {
+            let (db, table) = (stack.dynamodb.clone(), table.clone());
+            async move {
+                let mut pending = chunk;
+                while !pending.is_empty() {
+                    let out = db
+                        .batch_write_item()
+                        .request_items(&table, pending)
+                        .send()
+                        .await
+                        .expect("seed rollups");
+                    pending = out
+                        .unprocessed_items
+                        .and_then(|mut u| u.remove(&table))
+                        .unwrap_or_default();
+                }
+            }
+        })
+        .await;
+    day_bytes
+}
+
+/// The dashboard's reads against the items they must read at least.
+async fn dashboard_reads(stack: &TestStack) {
+    let tenants = stack.table("TenantsTable");
+    let to = time::OffsetDateTime::now_utc().date() - time::Duration::days(1);
+    let day = |d: time::Date| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
+    // A 30-day summary reads its window and the one before (the billing month lies inside).
+    const READ_DAYS: i64 = 60;
+    println!("
+dashboard reads (day rollups of {READ_DAYS} days and 40 users each, seeded; eventually consistent reads):");
+    // The 1,000-account list costs minutes in a debug build (the SDK's JSON parsing
+    // of 61,000 items): `./infra/test` runs this file as a test and checks 100;
+    // `./infra/bench` (release) prints both.
+    let sizes: &[usize] = if cfg!(debug_assertions) {
+        &[100]
+    } else {
+        &[100, 1000]
+    };
+    if cfg!(debug_assertions) {
+        println!(
+            "  (debug build: the 1,000-account list is measured by ./infra/bench, in release)"
+        );
+    }
+    for &accounts in sizes {
+        let tenant = format!("dash{accounts}");
+        let day_bytes = seed_rollups(
+            stack,
+            &tenant,
+            accounts,
+            if accounts == 100 { 90 } else { READ_DAYS },
+            to,
+        )
+        .await;
+        let read = stack
+            .issue_key(&tenant, &[vigil_shared::domain::access::Scope::Read])
+            .await;
+        let path = format!(
+            "/v1/accounts?from={}&to={}&sort=health&limit=100",
+            day(to - time::Duration::days(29)),
+            day(to)
+        );
+        // The authorizer's own read is not the dashboard's: warm its cache first.
+        let (status, _) = stack
+            .call(
+                reqwest::Method::GET,
+                "/v1/accounts?limit=1",
+                Some(&read),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        stack.proxy.reset_counts();
+        let (status, body) = stack
+            .call(reqwest::Method::GET, &path, Some(&read), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["total"], accounts);
+        let counts: BTreeMap<String, usize> = stack
+            .proxy
+            .counts_except(&[tenants.as_str()])
+            .into_iter()
+            .collect();
+        let queries = counts.get("Query").copied().unwrap_or(0);
+        let units = stack.proxy.read_units();
+        let seeded_days = if accounts == 100 {
+            90
+        } else {
+            READ_DAYS as u64
+        };
+        let item_bytes = day_bytes / (seeded_days * accounts as u64); // one day item
+        let floor_items = accounts as u64 * READ_DAYS as u64 + accounts as u64;
+        let packed = (accounts as u64 * READ_DAYS as u64 * item_bytes).div_ceil(4096) as f64 / 2.0;
+        let per_account =
+            (READ_DAYS as u64 * item_bytes).div_ceil(4096) as f64 / 2.0 * accounts as f64;
+        println!(
+            "  list of {accounts} accounts, 30 days, sorted by health: {queries} Query, {units} read units; \
+             floor {floor_items} items ({accounts} x {READ_DAYS} days + {accounts} directory entries): \
+             {packed} read units for the day items packed into 4 KB, {per_account} with one query per account \
+             (day item {item_bytes} B; hourly items read: 0)"
+        );
+        // One query per account, and the directory (a second page past 1 MB, or an
+        // SDK retry of a slow emulator answer, would show here).
+        assert!(
+            (accounts + 1..=accounts + 3).contains(&queries),
+            "one query per account and the directory: {queries}"
+        );
+        assert_eq!(counts.get("GetItem"), None);
+        assert!(units >= packed, "no read below the floor");
+    }
+    // One account's 90-day daily series with its page.
+    let read = stack
+        .issue_key("dash100", &[vigil_shared::domain::access::Scope::Read])
+        .await;
+    let path = format!(
+        "/v1/accounts/acct-0001?from={}&to={}",
+        day(to - time::Duration::days(89)),
+        day(to)
+    );
+    let (status, _) = stack
+        .call(
+            reqwest::Method::GET,
+            "/v1/accounts?limit=1",
+            Some(&read),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    stack.proxy.reset_counts();
+    let (status, body) = stack
+        .call(reqwest::Method::GET, &path, Some(&read), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["series"].as_array().map(Vec::len), Some(90));
+    let counts: BTreeMap<String, usize> = stack
+        .proxy
+        .counts_except(&[tenants.as_str()])
+        .into_iter()
+        .collect();
+    println!(
+        "  one account, 90-day daily series and its page: {} GetItem + {} Query, {} read units; floor 90 day items \
+         (and the directory entry): 3 requests (entry, days, months) + 1 for recent events",
+        counts.get("GetItem").copied().unwrap_or(0),
+        counts.get("Query").copied().unwrap_or(0),
+        stack.proxy.read_units()
+    );
+    assert_eq!(counts.get("GetItem").copied(), Some(1));
+    assert_eq!(
+        counts.get("Query").copied(),
+        Some(3),
+        "days, months, recent events"
+    );
 }
 
 /// Request r holds hour r (clients flush in time order): 10 accounts x 2 hours in all.
@@ -178,13 +434,16 @@ async fn main() {
     let per_account_hour = EVENTS / account_hours;
     // Floors, computed from the workload alone: every event written once, every
     // account-hour's aggregate updated once per request that brings it events.
-    let transactions_floor = account_hours * per_account_hour.div_ceil(99);
-    let batch_floor = EVENTS.div_ceil(25) + account_hours;
-    let units_floor = EVENTS + 2 * EVENTS + account_hours; // event + 2 index items + update
+    let transactions_floor = account_hours
+        * per_account_hour
+            .div_ceil(vigil_shared::adapters::dynamo::ingest::EVENT_ACTIONS_PER_TRANSACTION);
+    let batch_floor = EVENTS.div_ceil(25) + 4 * account_hours;
+    // Event + 2 index items, and 4 updates (hour, day, month, directory entry) per account-hour.
+    let units_floor = EVENTS + 2 * EVENTS + 4 * account_hours;
     println!("{EVENTS} api_call events, {PER_REQUEST} per request, {ACCOUNTS} accounts, {USERS} users, {account_hours} account-hours");
     println!(
-        "floors: exact design {transactions_floor} TransactWriteItems (99 events + 1 update each); \
-         non-exact batch writes {batch_floor} requests ({} BatchWriteItem + {account_hours} UpdateItem); \
+        "floors: exact design {transactions_floor} TransactWriteItems (96 events + 4 rollup updates each); \
+         non-exact batch writes {batch_floor} requests ({} BatchWriteItem + 4 x {account_hours} UpdateItem); \
          write units {units_floor} without transactions (1 per event, 1 per index item, 1 per update)",
         EVENTS.div_ceil(25)
     );
@@ -245,8 +504,11 @@ async fn main() {
         None,
         "aggregates are updated in the transactions"
     );
-    // 2 units per event put and per update in a transaction; 1 per index item.
-    assert_eq!(units.table, 2 * EVENTS as u64 + 2 * account_hours as u64);
+    // 2 units per event put and per update (4 per account-hour) in a transaction; 1 per index item.
+    assert_eq!(
+        units.table,
+        2 * EVENTS as u64 + 2 * 4 * account_hours as u64
+    );
     assert_eq!(units.indexes, 2 * EVENTS as u64);
     assert_eq!(
         resend.get("TransactWriteItems").copied(),
@@ -299,6 +561,7 @@ async fn main() {
     );
 
     anchoring_cost(&stack).await;
+    dashboard_reads(&stack).await;
 
     if let Some(kib) = peak_memory_kib() {
         println!(

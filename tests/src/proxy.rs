@@ -62,6 +62,8 @@ struct State {
     indexes: HashMap<String, Vec<Vec<String>>>,
     /// Write units of the writes the emulator applied, computed from the items sent.
     write_units: WriteUnits,
+    /// Read units of the reads the emulator answered, in halves, computed from the items returned.
+    read_half_units: u64,
 }
 
 /// Write capacity units by the rules of DynamoDB's pricing, computed here from the
@@ -106,6 +108,50 @@ fn value_size(value: &Value) -> u64 {
             .map(|v| v.as_str().map_or(0, |s| s.len() as u64))
             .sum(),
         _ => 1,
+    }
+}
+
+/// Read units of one answered read, in half units, by DynamoDB's rules: a
+/// Query or Scan costs its returned items' total size in 4 KB blocks (at least
+/// one), a GetItem or each item of a BatchGetItem its own size in 4 KB blocks;
+/// a strongly consistent read costs a unit per block, an eventually consistent
+/// one half.
+fn read_half_units_of(operation: &str, request: &Value, response: &Value) -> u64 {
+    let blocks = |size: u64| size.div_ceil(4096).max(1);
+    let halves = |consistent: bool| if consistent { 2 } else { 1 };
+    let sizes = |items: &Value| -> Vec<u64> {
+        items
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+            .map(item_size)
+            .collect()
+    };
+    match operation {
+        "Query" | "Scan" => {
+            let consistent = request["ConsistentRead"].as_bool().unwrap_or(false);
+            blocks(sizes(&response["Items"]).iter().sum()) * halves(consistent)
+        }
+        "GetItem" => {
+            let consistent = request["ConsistentRead"].as_bool().unwrap_or(false);
+            let size = response["Item"].as_object().map_or(0, item_size);
+            blocks(size) * halves(consistent)
+        }
+        "BatchGetItem" => {
+            let mut total = 0;
+            for (table, items) in response["Responses"].as_object().into_iter().flatten() {
+                let consistent = request["RequestItems"][table]["ConsistentRead"]
+                    .as_bool()
+                    .unwrap_or(false);
+                total += sizes(items)
+                    .into_iter()
+                    .map(|size| blocks(size) * halves(consistent))
+                    .sum::<u64>();
+            }
+            total
+        }
+        _ => 0,
     }
 }
 
@@ -294,6 +340,7 @@ impl FaultProxy {
         let mut state = self.state();
         state.counts.clear();
         state.write_units = WriteUnits::default();
+        state.read_half_units = 0;
     }
 
     /// Delays every forwarded request by `latency` (zero: none).
@@ -309,6 +356,11 @@ impl FaultProxy {
     /// Write units of the writes applied since the last `reset_counts`.
     pub fn write_units(&self) -> WriteUnits {
         self.state().write_units
+    }
+
+    /// Read units of the reads answered since the last `reset_counts` (halves are eventually consistent reads).
+    pub fn read_units(&self) -> f64 {
+        self.state().read_half_units as f64 / 2.0
     }
 }
 
@@ -523,14 +575,36 @@ async fn handle(
     match fault {
         None => {
             let response = forward(&parts, body.clone(), client, upstream).await;
-            if response.status() == StatusCode::OK {
-                if let Ok(request) = serde_json::from_slice::<Value>(&body) {
-                    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-                    let units = write_units_of(&state.indexes, &operation, &request);
-                    state.write_units.table += units.table;
-                    state.write_units.indexes += units.indexes;
-                }
+            if response.status() != StatusCode::OK {
+                return response;
             }
+            let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+                return response;
+            };
+            let units = {
+                let state = state.lock().unwrap_or_else(|p| p.into_inner());
+                write_units_of(&state.indexes, &operation, &request)
+            };
+            let mut response = response;
+            let mut read_halves = 0;
+            if matches!(
+                operation.as_str(),
+                "Query" | "Scan" | "GetItem" | "BatchGetItem"
+            ) {
+                let (head, answer) = response.into_parts();
+                let bytes = answer
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                let answer = serde_json::from_slice::<Value>(&bytes).unwrap_or_default();
+                read_halves = read_half_units_of(&operation, &request, &answer);
+                response = Response::from_parts(head, Full::new(bytes));
+            }
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+            state.write_units.table += units.table;
+            state.write_units.indexes += units.indexes;
+            state.read_half_units += read_halves;
             response
         }
         Some(Fault::TransactionConflict) => {
