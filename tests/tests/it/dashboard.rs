@@ -40,6 +40,8 @@ fn test_window() -> (Date, Date) {
     (to - Duration::days(6), to)
 }
 
+/// An api_call event: who, when, and what it measured.
+#[allow(clippy::too_many_arguments)]
 fn call(
     account: &'static str,
     id: String,

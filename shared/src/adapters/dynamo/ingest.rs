@@ -141,14 +141,16 @@ impl IngestTables {
     }
 }
 
+/// Events of one transaction, with their positions in the batch.
+pub type Chunk<'a> = Vec<(usize, &'a StoredEvent)>;
+
 /// The chunks of a batch, per account: each chunk is of one account-hour and
 /// holds at most `EVENT_ACTIONS_PER_TRANSACTION` actions (an event, plus its
 /// copy for a support or billing event). Chunks of one account update the same
 /// day, month and directory items, so they are run one after another (together
 /// they would conflict with each other).
-pub fn account_chunks(events: &[StoredEvent]) -> Vec<Vec<Vec<(usize, &StoredEvent)>>> {
-    let mut groups: BTreeMap<AccountId, BTreeMap<HourBucket, Vec<(usize, &StoredEvent)>>> =
-        BTreeMap::new();
+pub fn account_chunks(events: &[StoredEvent]) -> Vec<Vec<Chunk<'_>>> {
+    let mut groups: BTreeMap<AccountId, BTreeMap<HourBucket, Chunk<'_>>> = BTreeMap::new();
     for (i, event) in events.iter().enumerate() {
         groups
             .entry(event.account.clone())
