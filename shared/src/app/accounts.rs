@@ -75,7 +75,7 @@ impl AccountRequest {
             Some(_) => {
                 return Err(ApiError::invalid(
                     "monthly_quota",
-                    "expected an integer from 0 to 10^18",
+                    "expected an integer from 0 to 10^15",
                 ))
             }
         };

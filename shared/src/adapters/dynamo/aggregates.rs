@@ -275,11 +275,8 @@ impl UsageStore for AggregateTable {
                 let hour = text(item, keys::SK)
                     .and_then(|sk| keys::aggregate_hour(&sk).map(str::to_owned))
                     .ok_or_else(|| StoreError::corrupt("aggregate"))?;
-                let mut counters: Vec<(String, u64)> = rollup_of(item)
-                    .counters
-                    .into_iter()
-                    .filter(|(name, _)| name != USERS)
-                    .collect();
+                let mut counters: Vec<(String, u64)> =
+                    rollup_of(item).counters.into_iter().collect();
                 counters.sort();
                 Ok(HourlyUsage { hour, counters })
             })
