@@ -127,6 +127,24 @@ wait_for_file() {
   return 1
 }
 
+# serve_local_stack EMULATOR DIR NAME: serves a local stack of template.yaml in
+# the background on a free port (log DIR/server.log, state file DIR/stack.json,
+# resources named after NAME) and waits until it is up. Sets LOCAL_STACK_PID
+# (the caller stops it) and LOCAL_STACK_PORT.
+serve_local_stack() {
+  local emulator="$1" dir="$2" name="$3"
+  LOCAL_STACK_PORT="$(free_port)"
+  "$(target_dir)/debug/vigil-local" serve --emulator "$emulator" --listen "127.0.0.1:$LOCAL_STACK_PORT" \
+    --stack "$name$$-$RANDOM" --template "$REPO_ROOT/template.yaml" --state-file "$dir/stack.json" \
+    > "$dir/server.log" 2>&1 &
+  LOCAL_STACK_PID=$!
+  wait_for_file "$dir/stack.json" "$LOCAL_STACK_PID" || {
+    cat "$dir/server.log" >&2
+    echo "the local stack did not come up (see $dir/server.log)" >&2
+    return 1
+  }
+}
+
 # load_demo STATE_FILE API: fills the demo tenant of a running local stack with
 # about two months of 30 accounts (infra/local/demo.py, through the API), then
 # issues a read-only key for the dashboard into DEMO_READ_KEY.

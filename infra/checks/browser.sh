@@ -19,13 +19,10 @@ browser_check() {
   install_venv "$REPO_ROOT/.venv-browser" "$REPO_ROOT/infra/requirements-browser.txt" "Playwright for Python (it drives Debian's chromium)"
   dir="$(target_dir)/browser-check"
   rm -rf "$dir" && mkdir -p "$dir"
-  port="$(free_port)"
   state="$dir/stack.json"
-  "$(target_dir)/debug/vigil-local" serve --emulator "$emulator" --listen "127.0.0.1:$port" \
-    --stack "browser$$-$RANDOM" --template "$REPO_ROOT/template.yaml" --state-file "$state" \
-    > "$dir/server.log" 2>&1 &
-  BROWSER_PID=$!
-  wait_for_file "$state" "$BROWSER_PID" || { cat "$dir/server.log" >&2; return 1; }
+  serve_local_stack "$emulator" "$dir" browser || return 1
+  BROWSER_PID="$LOCAL_STACK_PID"
+  port="$LOCAL_STACK_PORT"
   load_demo "$state" "http://127.0.0.1:$port"
   echo "==> the dashboard in headless Chromium: key, sort, filter, an account's charts"
   local status=0

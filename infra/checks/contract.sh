@@ -36,18 +36,10 @@ contract_check() {
   local emulator="$1" dir port state key scope
   dir="$(target_dir)/contract-check"
   rm -rf "$dir" && mkdir -p "$dir"
-  port="$(free_port)"
   state="$dir/stack.json"
-  "$(target_dir)/debug/vigil-local" serve --emulator "$emulator" --listen "127.0.0.1:$port" \
-    --stack "contract$$-$RANDOM" --template "$REPO_ROOT/template.yaml" --state-file "$state" \
-    > "$dir/server.log" 2>&1 &
-  CONTRACT_PID=$!
-  for _ in $(seq 1 300); do
-    [ -f "$state" ] && break
-    kill -0 "$CONTRACT_PID" 2> /dev/null || { cat "$dir/server.log" >&2; return 1; }
-    sleep 0.1
-  done
-  [ -f "$state" ] || { echo "the local stack did not come up (see $dir/server.log)" >&2; return 1; }
+  serve_local_stack "$emulator" "$dir" contract || return 1
+  CONTRACT_PID="$LOCAL_STACK_PID"
+  port="$LOCAL_STACK_PORT"
   local ops=("$(target_dir)/debug/vigil-ops" --local --state-file "$state")
   "${ops[@]}" tenant create schemathesis > /dev/null
   local status=0

@@ -256,31 +256,22 @@ impl UsageStore for AggregateTable {
         from: HourBucket,
         to: HourBucket,
     ) -> Result<Vec<HourlyUsage>, StoreError> {
-        let query = self
-            .db
-            .client
-            .query()
-            .table_name(&self.name)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-            .expression_attribute_values(":pk", s(keys::account_pk(tenant, account)))
-            .expression_attribute_values(":from", s(keys::aggregate_sk(from)))
-            .expression_attribute_values(":to", s(keys::aggregate_sk(to)));
-        let now = OffsetDateTime::now_utc();
-        self.db
-            .query(query, None)
-            .await?
-            .iter()
-            .filter(|item| is_live(item, now))
-            .map(|item| {
-                let hour = text(item, keys::SK)
-                    .and_then(|sk| keys::aggregate_hour(&sk).map(str::to_owned))
-                    .ok_or_else(|| StoreError::corrupt("aggregate"))?;
-                let mut counters: Vec<(String, u64)> =
-                    rollup_of(item).counters.into_iter().collect();
-                counters.sort();
-                Ok(HourlyUsage { hour, counters })
+        let hours = self
+            .rollups(
+                tenant,
+                account,
+                Granularity::Hour,
+                &from.label(),
+                &to.label(),
+            )
+            .await?;
+        Ok(hours
+            .into_iter()
+            .map(|(hour, rollup)| HourlyUsage {
+                hour,
+                counters: rollup.counters.into_iter().collect(),
             })
-            .collect()
+            .collect())
     }
 }
 
