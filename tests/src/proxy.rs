@@ -64,6 +64,9 @@ struct State {
     write_units: WriteUnits,
     /// Read units of the reads the emulator answered, in halves, computed from the items returned.
     read_half_units: u64,
+    /// Operation -> requests answered with 200 and delivered (a request the SDK
+    /// gave up on before the answer is counted in `counts`, not here).
+    answered: HashMap<String, usize>,
 }
 
 /// Write capacity units by the rules of DynamoDB's pricing, computed here from the
@@ -341,6 +344,7 @@ impl FaultProxy {
         state.counts.clear();
         state.write_units = WriteUnits::default();
         state.read_half_units = 0;
+        state.answered.clear();
     }
 
     /// Delays every forwarded request by `latency` (zero: none).
@@ -356,6 +360,11 @@ impl FaultProxy {
     /// Write units of the writes applied since the last `reset_counts`.
     pub fn write_units(&self) -> WriteUnits {
         self.state().write_units
+    }
+
+    /// Requests of `operation` answered with 200 since the last `reset_counts`.
+    pub fn answered(&self, operation: &str) -> usize {
+        self.state().answered.get(operation).copied().unwrap_or(0)
     }
 
     /// Read units of the reads answered since the last `reset_counts` (halves are eventually consistent reads).
@@ -605,6 +614,7 @@ async fn handle(
             state.write_units.table += units.table;
             state.write_units.indexes += units.indexes;
             state.read_half_units += read_halves;
+            *state.answered.entry(operation.clone()).or_default() += 1;
             response
         }
         Some(Fault::TransactionConflict) => {
