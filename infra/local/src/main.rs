@@ -211,7 +211,9 @@ fn print_banner(state: &StackState, state_file: &std::path::Path, demo_key: &str
     println!("\n  curl -s {api}/v1/accounts/acme/usage -H 'authorization: Bearer {demo_key}'");
     println!("  curl -s {api}/v1/audit/verify -H 'authorization: Bearer {demo_key}'");
     println!("  ./infra/vigil-ops --local job invoke AuditAnchorFunction   # anchor the audit chain heads now");
+    println!("  curl -s '{api}/v1/accounts?sort=health' -H 'authorization: Bearer {demo_key}'");
     println!("\nThe API's contract (no key needed): {api}/openapi.yaml, {api}/openapi.json");
+    println!("The dashboard: {api}/dashboard (give it a key with the read scope; ./infra/run --demo fills it with demo customers)");
     println!("\nCtrl-C stops the server and the emulator.");
 }
 
