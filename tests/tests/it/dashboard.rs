@@ -82,16 +82,19 @@ fn scenario(from: Date, to: Date) -> Vec<Sent> {
     let previous_from = from - Duration::days(7);
     for (i, day) in (0..14).map(|i| (i, previous_from + Duration::days(i))) {
         let current = day >= from;
-        // grow: 2 calls a day before, 4 a day in the window; latency 40 ms, one slow call a day.
+        // grow: 2 calls a day before, 4 a day in the window; latency 40 ms, one slow call
+        // a day; one 404 in the window (1 of 28: an error rate just over 2 %, so the
+        // errors penalty is below its cap and its formula shows).
         for c in 0..(if current { 4 } else { 2 }) {
             let latency = if c == 0 { 700 } else { 40 };
+            let status = if i == 7 && c == 1 { 404 } else { 200 };
             out.push(call(
                 "grow",
                 format!("g-{i}-{c}"),
                 day,
                 9 + c as u8,
                 &format!("gu-{}", c % 3),
-                200,
+                status,
                 latency,
                 10,
             ));
