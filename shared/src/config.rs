@@ -7,10 +7,12 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
     Missing(&'static str),
+    #[error("environment variable {0} must be {1}")]
+    Invalid(&'static str, &'static str),
 }
 
 /// The settings vigil's functions read, each from one environment variable.
@@ -23,10 +25,17 @@ pub enum Setting {
     AuditTable,
     SubjectLookupKeyId,
     AuditAnchorBucket,
+    /// The lookup secret's version (default 1); a rotation raises it.
+    SubjectLookupVersion,
+    /// Set only during a rotation: the version still read (docs/decisions/0016).
+    SubjectLookupPreviousVersion,
+    ContactKeyId,
+    PrivacyTable,
+    DataBucket,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 7] = [
+    pub const ALL: [Setting; 12] = [
         Setting::EventsTable,
         Setting::AggregatesTable,
         Setting::SubjectsTable,
@@ -34,6 +43,11 @@ impl Setting {
         Setting::AuditTable,
         Setting::SubjectLookupKeyId,
         Setting::AuditAnchorBucket,
+        Setting::SubjectLookupVersion,
+        Setting::SubjectLookupPreviousVersion,
+        Setting::ContactKeyId,
+        Setting::PrivacyTable,
+        Setting::DataBucket,
     ];
 
     pub fn env_name(self) -> &'static str {
@@ -45,6 +59,11 @@ impl Setting {
             Setting::AuditTable => "VIGIL_AUDIT_TABLE",
             Setting::SubjectLookupKeyId => "VIGIL_SUBJECT_LOOKUP_KEY_ID",
             Setting::AuditAnchorBucket => "VIGIL_AUDIT_ANCHOR_BUCKET",
+            Setting::SubjectLookupVersion => "VIGIL_SUBJECT_LOOKUP_VERSION",
+            Setting::SubjectLookupPreviousVersion => "VIGIL_SUBJECT_LOOKUP_PREVIOUS_VERSION",
+            Setting::ContactKeyId => "VIGIL_CONTACT_KEY_ID",
+            Setting::PrivacyTable => "VIGIL_PRIVACY_TABLE",
+            Setting::DataBucket => "VIGIL_DATA_BUCKET",
         }
     }
 
@@ -58,6 +77,28 @@ impl Setting {
             Setting::AuditTable => "AuditTable",
             Setting::SubjectLookupKeyId => "SubjectLookupKey",
             Setting::AuditAnchorBucket => "AuditAnchorBucket",
+            Setting::SubjectLookupVersion => "SubjectLookupVersion",
+            Setting::SubjectLookupPreviousVersion => "SubjectLookupPreviousVersion",
+            Setting::ContactKeyId => "SubjectContactKey",
+            Setting::PrivacyTable => "PrivacyTable",
+            Setting::DataBucket => "DataBucket",
+        }
+    }
+
+    /// A version setting: absent is None, anything but a positive number is an error.
+    pub fn version(self, config: &Config) -> Result<Option<u32>, ConfigError> {
+        match config.get(self) {
+            None => Ok(None),
+            Some(text) => {
+                text.parse::<u32>()
+                    .ok()
+                    .filter(|v| *v > 0)
+                    .map(Some)
+                    .ok_or(ConfigError::Invalid(
+                        self.env_name(),
+                        "a positive whole number",
+                    ))
+            }
         }
     }
 }

@@ -14,8 +14,14 @@
 //! | subjects   | `T#<tenant>#U#<lookup>`    | -                  | one data subject      |
 //! | tenants    | `T#<tenant>`               | `TENANT`           | the tenant            |
 //! | tenants    | `T#<tenant>`               | `KEY#<key id>`     | one API key           |
+//! | privacy    | `T#<tenant>#PRIVACY`       | `R#<request id>`   | one data subject request |
+//! | privacy    | `T#<tenant>#PRIVACY`       | `O#<type>[#<purpose>]#<pseudonym>` | the open request of a type for a subject |
+//! | privacy    | `T#<tenant>#PRIVACY`       | `X#<suppression marker>` | an erasure a restore must re-apply |
 //! | audit      | `T#<tenant>#AUDIT`         | `S#<seq, 12 digits>`| one audit entry      |
 //! | audit      | `T#<tenant>#AUDITCHECK`    | `VERIFIED`         | the last verified anchor's sequence |
+//!
+//! Objects in the data bucket: `privacy/<tenant>/<request id>/<file>`, the
+//! bundle of an access or portability request (expires after 7 days).
 //!
 //! Objects in the audit anchor bucket: `anchors/<tenant>/<seq, 20 digits>_<hash>`,
 //! one per anchored chain head (the listing alone tells every anchor).
@@ -141,6 +147,36 @@ pub fn subject_pk(tenant: &TenantId, lookup: &str) -> String {
     format!("T#{tenant}#U#{lookup}")
 }
 
+/// The partition of a tenant's privacy requests, open-request locks and suppression markers.
+pub fn privacy_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#PRIVACY")
+}
+
+pub const REQUEST_SK_PREFIX: &str = "R#";
+pub const LOCK_SK_PREFIX: &str = "O#";
+pub const MARKER_SK_PREFIX: &str = "X#";
+
+pub fn request_sk(request_id: &str) -> String {
+    format!("{REQUEST_SK_PREFIX}{request_id}")
+}
+
+/// One open request per type (and purpose) per subject.
+pub fn lock_sk(kind: &str, purpose: Option<&str>, subject: &SubjectId) -> String {
+    match purpose {
+        Some(p) => format!("{LOCK_SK_PREFIX}{kind}#{p}#{}", subject.as_str()),
+        None => format!("{LOCK_SK_PREFIX}{kind}#{}", subject.as_str()),
+    }
+}
+
+pub fn marker_sk(marker: &str) -> String {
+    format!("{MARKER_SK_PREFIX}{marker}")
+}
+
+/// The data bucket's folder of one request's bundle.
+pub fn bundle_prefix(tenant: &TenantId, request_id: &str) -> String {
+    format!("privacy/{tenant}/{request_id}/")
+}
+
 pub fn tenant_pk(tenant: &TenantId) -> String {
     format!("T#{tenant}")
 }
@@ -235,6 +271,13 @@ mod tests {
         assert!(anchor_list_start(&tenant, 43) > key);
         assert!(anchor_list_start(&tenant, 0) < key);
         assert!(state_index_pk(&tenant).starts_with(&prefix));
+        assert!(privacy_pk(&tenant).starts_with(&prefix));
+        let subject = SubjectId::from_stored("s_1".into());
+        assert_eq!(
+            lock_sk("objection", Some("alerting"), &subject),
+            "O#objection#alerting#s_1"
+        );
+        assert_eq!(bundle_prefix(&tenant, "pr_1"), "privacy/t1/pr_1/");
         // FNV-1a of "acme" is 0x45fd71af (computed apart, in Python); mod 16 = 15.
         assert_eq!(
             month_index_pk(&tenant, "2026-11", &account),

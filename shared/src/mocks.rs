@@ -8,10 +8,13 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
+use crate::crypto::LookupKeys;
 use crate::domain::retention::StoredItem;
 use crate::domain::{AggregateDelta, RawEventRetention, StoredEvent, SubjectId, TenantId};
 use crate::keys;
-use crate::ports::{EventStore, Recorded, StoreError, SubjectStore, TenantSettings};
+use crate::ports::{
+    EventStore, Recorded, ResolvedSubject, StoreError, SubjectStore, TenantSettings,
+};
 
 /// (pk, sk) of an item.
 pub type ItemKey = (String, String);
@@ -35,17 +38,17 @@ impl SubjectStore for MemoryStore {
     async fn resolve_subjects(
         &self,
         tenant: &TenantId,
-        lookups: &[String],
-    ) -> Result<HashMap<String, SubjectId>, StoreError> {
+        lookups: &[LookupKeys],
+    ) -> Result<HashMap<String, ResolvedSubject>, StoreError> {
         let mut subjects = lock(&self.subjects);
         Ok(lookups
             .iter()
             .map(|lookup| {
                 let subject = subjects
-                    .entry(keys::subject_pk(tenant, lookup))
+                    .entry(keys::subject_pk(tenant, &lookup.current))
                     .or_insert_with(SubjectId::random)
                     .clone();
-                (lookup.clone(), subject)
+                (lookup.current.clone(), ResolvedSubject::new(subject))
             })
             .collect())
     }
@@ -112,11 +115,16 @@ impl SubjectStore for EncodeOnlyStore {
     async fn resolve_subjects(
         &self,
         _tenant: &TenantId,
-        lookups: &[String],
-    ) -> Result<HashMap<String, SubjectId>, StoreError> {
+        lookups: &[LookupKeys],
+    ) -> Result<HashMap<String, ResolvedSubject>, StoreError> {
         Ok(lookups
             .iter()
-            .map(|lookup| (lookup.clone(), SubjectId::random()))
+            .map(|lookup| {
+                (
+                    lookup.current.clone(),
+                    ResolvedSubject::new(SubjectId::random()),
+                )
+            })
             .collect())
     }
 }

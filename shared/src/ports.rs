@@ -2,17 +2,19 @@
 //! DynamoDB adapter (`adapters::dynamo::<thing>`); `mocks` implements the ingest
 //! ports in memory for benchmarks and unit tests.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 
 use thiserror::Error;
 
 use time::OffsetDateTime;
 
+use crate::crypto::LookupKeys;
 use crate::domain::access::KeyRecord;
 use crate::domain::account::AccountContract;
 use crate::domain::audit::{Anchor, AuditDraft, AuditEntry};
 use crate::domain::rollup::Rollup;
+use crate::domain::subject::Purpose;
 use crate::domain::{
     AccountId, EventId, HourBucket, RawEventRetention, StoredEvent, SubjectId, TenantId,
 };
@@ -70,14 +72,33 @@ impl StoreError {
 
 pub type EventRef = (AccountId, EventId);
 
+/// A user's subject as ingestion needs it: the pseudonym, and the purposes its
+/// events are withheld from (restriction, objections).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedSubject {
+    pub subject: SubjectId,
+    pub withheld: BTreeSet<Purpose>,
+}
+
+impl ResolvedSubject {
+    pub fn new(subject: SubjectId) -> Self {
+        Self {
+            subject,
+            withheld: BTreeSet::new(),
+        }
+    }
+}
+
 /// Data subjects: the one link from a user id's lookup key to its pseudonym.
 pub trait SubjectStore: Send + Sync {
-    /// The subject pseudonym for each lookup key, creating subject records for new ones.
+    /// The subject of each user (by its current lookup key), creating records for
+    /// new ones. During a rotation a record found under the previous key is moved
+    /// to the current one.
     fn resolve_subjects(
         &self,
         tenant: &TenantId,
-        lookups: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, SubjectId>, StoreError>> + Send;
+        lookups: &[LookupKeys],
+    ) -> impl Future<Output = Result<HashMap<String, ResolvedSubject>, StoreError>> + Send;
 }
 
 /// What became of one event handed to `EventStore::record_events`.

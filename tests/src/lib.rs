@@ -284,6 +284,43 @@ impl TestStack {
         totals[0]
     }
 
+    /// An S3 client straight to the emulator (not through the proxy).
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let (_, sdk) = Dynamo::connect(&self.config).await;
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        )
+    }
+
+    /// Every version of every object of a bucket, with its bytes: (key, bytes).
+    pub async fn bucket_contents(&self, logical_id: &str) -> Vec<(String, Vec<u8>)> {
+        let s3 = self.s3().await;
+        let bucket = self.table(logical_id);
+        let listing = s3
+            .list_object_versions()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("list versions");
+        let mut out = Vec::new();
+        for version in listing.versions() {
+            let key = version.key().unwrap_or_default().to_owned();
+            let object = s3
+                .get_object()
+                .bucket(&bucket)
+                .key(&key)
+                .set_version_id(version.version_id().map(str::to_owned))
+                .send()
+                .await
+                .expect("get object version");
+            let bytes = object.body.collect().await.expect("body").into_bytes();
+            out.push((key, bytes.to_vec()));
+        }
+        out
+    }
+
     /// The running local API (routes, functions, schedules).
     pub fn local_api(&self) -> std::sync::Arc<LocalApi> {
         self.server.as_ref().expect("running").api.clone()

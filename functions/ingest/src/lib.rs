@@ -20,17 +20,15 @@ use time::OffsetDateTime;
 use vigil_shared::adapters::dynamo::{Dynamo, IngestTables};
 use vigil_shared::adapters::kms;
 use vigil_shared::auth::Caller;
-use vigil_shared::config::{Config, ConfigError, Setting};
-use vigil_shared::crypto::{CryptoError, SubjectLookup};
+use vigil_shared::config::{Config, ConfigError};
+use vigil_shared::crypto::{LookupKeys, SubjectLookup};
 use vigil_shared::domain::access::Scope;
 use vigil_shared::domain::validate::event_id_hint;
-use vigil_shared::domain::{
-    validate_event, Limits, RawEventRetention, StoredEvent, SubjectId, TenantId,
-};
+use vigil_shared::domain::{validate_event, Limits, RawEventRetention, StoredEvent, TenantId};
 use vigil_shared::function::Function;
 use vigil_shared::http::error::RETRY_AFTER_SECONDS;
 use vigil_shared::http::{ApiError, Call, Reply};
-use vigil_shared::ports::{EventRef, IngestStore, Recorded, StoreError};
+use vigil_shared::ports::{EventRef, IngestStore, Recorded, ResolvedSubject, StoreError};
 use vigil_shared::telemetry;
 
 pub use request::{MAX_BODY_BYTES, MAX_EVENTS};
@@ -51,17 +49,16 @@ pub enum InitError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Crypto(#[from] CryptoError),
+    Lookup(#[from] kms::LookupInitError),
 }
 
 impl Deps<IngestTables> {
     /// Builds the SDK clients and derives the subject lookup secret (one KMS call).
     pub async fn connect(config: &Config) -> Result<Self, InitError> {
-        let key_id = config.require(Setting::SubjectLookupKeyId)?;
         let (db, sdk) = Dynamo::connect(config).await;
         let store = IngestTables::new(&db, config)?;
         let subject_lookup =
-            kms::derive_subject_lookup(&aws_sdk_kms::Client::new(&sdk), key_id).await?;
+            kms::lookup_from_config(&aws_sdk_kms::Client::new(&sdk), config).await?;
         Ok(Self {
             store,
             subject_lookup,
@@ -263,20 +260,21 @@ async fn pseudonymise<S: IngestStore>(
     results: &mut [EventResult],
 ) -> Vec<Pending> {
     // One HMAC per distinct user, not per event.
-    let mut by_user: HashMap<&str, String> = HashMap::new();
+    let mut by_user: HashMap<&str, LookupKeys> = HashMap::new();
     let lookups: Vec<Option<String>> = valid
         .iter()
         .map(|(_, event)| {
             event.user.as_deref().map(|user| {
                 by_user
                     .entry(user)
-                    .or_insert_with(|| deps.subject_lookup.lookup_key(tenant, user))
+                    .or_insert_with(|| deps.subject_lookup.lookup_keys(tenant, user))
+                    .current
                     .clone()
             })
         })
         .collect();
-    let distinct: Vec<String> = by_user.into_values().collect();
-    let subjects: Result<HashMap<String, SubjectId>, StoreError> = if distinct.is_empty() {
+    let distinct: Vec<LookupKeys> = by_user.into_values().collect();
+    let subjects: Result<HashMap<String, ResolvedSubject>, StoreError> = if distinct.is_empty() {
         Ok(HashMap::new())
     } else {
         deps.store.resolve_subjects(tenant, &distinct).await
@@ -286,7 +284,7 @@ async fn pseudonymise<S: IngestStore>(
         let subject = match (&lookup, &subjects) {
             (None, _) => None,
             (Some(lookup), Ok(subjects)) => match subjects.get(lookup) {
-                Some(subject) => Some(subject.clone()),
+                Some(resolved) => Some(resolved.clone()),
                 None => {
                     let error = StoreError::failed(
                         "resolve_subjects",
@@ -302,10 +300,13 @@ async fn pseudonymise<S: IngestStore>(
                 continue;
             }
         };
-        pending.push(Pending {
-            index,
-            event: StoredEvent::pseudonymised(event, subject),
-        });
+        let withheld = subject
+            .as_ref()
+            .map(|r| r.withheld.clone())
+            .unwrap_or_default();
+        let mut event = StoredEvent::pseudonymised(event, subject.map(|r| r.subject));
+        event.withheld = withheld;
+        pending.push(Pending { index, event });
     }
     pending
 }

@@ -72,6 +72,9 @@ impl Registry {
             })
             .register("vigil-audit-anchor", |c| async move {
                 vigil_audit_anchor::Deps::connect(&c).await
+            })
+            .register("vigil-privacy", |c| async move {
+                vigil_privacy::Deps::connect(&c).await
             });
         registry
     }

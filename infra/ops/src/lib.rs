@@ -424,9 +424,10 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
             } else {
                 VerifyMode::Incremental
             };
-            let anchors = tables.anchors.as_ref().map_err(|e| match e {
-                ConfigError::Missing(name) => OpsError::Config(ConfigError::Missing(name)),
-            })?;
+            let anchors = tables
+                .anchors
+                .as_ref()
+                .map_err(|e| OpsError::Config(e.clone()))?;
             let report =
                 verify_trail(audit, anchors, &tenant, operator, &request_id(), mode, now).await?;
             writeln!(

@@ -1,30 +1,148 @@
-//! KMS adapter: derives the subject lookup secret from the HMAC key, once per cold start.
+//! KMS adapter: derives the subject lookup secrets from the HMAC key (once per
+//! cold start, one per version in use), and generates and unwraps the data keys
+//! that seal a subject's contact fields (envelope encryption).
+
+use std::collections::HashMap;
 
 use aws_sdk_kms::error::DisplayErrorContext;
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::MacAlgorithmSpec;
+use aws_sdk_kms::types::{DataKeySpec, MacAlgorithmSpec};
 
+use crate::config::{Config, ConfigError, Setting};
 use crate::crypto::{CryptoError, SubjectLookup};
+use crate::domain::{SubjectId, TenantId};
 
-/// Fixed, versioned message: the derived secret changes only with the key.
-const LOOKUP_SECRET_MESSAGE: &[u8] = b"vigil/subject-lookup/v1";
+/// Fixed, versioned message: the derived secret changes only with the key or
+/// the version (a rotation bumps the version, docs/decisions/0016).
+fn lookup_secret_message(version: u32) -> Vec<u8> {
+    format!("vigil/subject-lookup/v{version}").into_bytes()
+}
 
-pub async fn derive_subject_lookup(
+async fn derive_secret(
     client: &aws_sdk_kms::Client,
     key_id: &str,
-) -> Result<SubjectLookup, CryptoError> {
+    version: u32,
+) -> Result<[u8; 32], CryptoError> {
     let out = client
         .generate_mac()
         .key_id(key_id)
         .mac_algorithm(MacAlgorithmSpec::HmacSha256)
-        .message(Blob::new(LOOKUP_SECRET_MESSAGE))
+        .message(Blob::new(lookup_secret_message(version)))
         .send()
         .await
         .map_err(|e| CryptoError::Kms(DisplayErrorContext(e).to_string()))?;
     let mac = out.mac.map(Blob::into_inner).unwrap_or_default();
-    let secret: [u8; 32] = mac
-        .as_slice()
+    mac.as_slice()
         .try_into()
-        .map_err(|_| CryptoError::BadMacLength(mac.len()))?;
-    Ok(SubjectLookup::new(secret))
+        .map_err(|_| CryptoError::BadMacLength(mac.len()))
+}
+
+/// The lookup with version 1 and no rotation.
+pub async fn derive_subject_lookup(
+    client: &aws_sdk_kms::Client,
+    key_id: &str,
+) -> Result<SubjectLookup, CryptoError> {
+    derive_versioned_lookup(client, key_id, 1, None).await
+}
+
+/// The lookup of `version`, and of `previous` while a rotation is under way.
+pub async fn derive_versioned_lookup(
+    client: &aws_sdk_kms::Client,
+    key_id: &str,
+    version: u32,
+    previous: Option<u32>,
+) -> Result<SubjectLookup, CryptoError> {
+    let secret = derive_secret(client, key_id, version).await?;
+    let previous = match previous.filter(|p| *p != version) {
+        Some(v) => Some((v, derive_secret(client, key_id, v).await?)),
+        None => None,
+    };
+    Ok(SubjectLookup::versioned(version, secret, previous))
+}
+
+/// The lookup the configuration asks for: its key, version (default 1) and,
+/// during a rotation, previous version.
+pub async fn lookup_from_config(
+    client: &aws_sdk_kms::Client,
+    config: &Config,
+) -> Result<SubjectLookup, LookupInitError> {
+    let key_id = config.require(Setting::SubjectLookupKeyId)?;
+    let version = Setting::SubjectLookupVersion.version(config)?.unwrap_or(1);
+    let previous = Setting::SubjectLookupPreviousVersion.version(config)?;
+    Ok(derive_versioned_lookup(client, key_id, version, previous).await?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupInitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// Data keys for sealing contact fields, bound by the encryption context to
+/// one tenant and one subject: a wrapped key copied to another record does not
+/// unwrap.
+#[derive(Debug, Clone)]
+pub struct ContactKeys {
+    client: aws_sdk_kms::Client,
+    key_id: String,
+}
+
+fn context(tenant: &TenantId, subject: &SubjectId) -> HashMap<String, String> {
+    HashMap::from([
+        ("tenant".to_owned(), tenant.as_str().to_owned()),
+        ("subject".to_owned(), subject.as_str().to_owned()),
+    ])
+}
+
+impl ContactKeys {
+    pub fn new(client: aws_sdk_kms::Client, key_id: &str) -> Self {
+        Self {
+            client,
+            key_id: key_id.to_owned(),
+        }
+    }
+
+    /// A fresh 256-bit data key: (plaintext, wrapped). Only the wrapped one is stored.
+    pub async fn generate(
+        &self,
+        tenant: &TenantId,
+        subject: &SubjectId,
+    ) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
+        let out = self
+            .client
+            .generate_data_key()
+            .key_id(&self.key_id)
+            .key_spec(DataKeySpec::Aes256)
+            .set_encryption_context(Some(context(tenant, subject)))
+            .send()
+            .await
+            .map_err(|e| CryptoError::DataKey(DisplayErrorContext(e).to_string()))?;
+        match (out.plaintext, out.ciphertext_blob) {
+            (Some(plain), Some(wrapped)) => Ok((plain.into_inner(), wrapped.into_inner())),
+            _ => Err(CryptoError::DataKey("no key in the answer".into())),
+        }
+    }
+
+    /// Unwraps a stored data key (refused if tenant or subject differ).
+    pub async fn unwrap(
+        &self,
+        tenant: &TenantId,
+        subject: &SubjectId,
+        wrapped: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let out = self
+            .client
+            .decrypt()
+            .key_id(&self.key_id)
+            .ciphertext_blob(Blob::new(wrapped))
+            .set_encryption_context(Some(context(tenant, subject)))
+            .send()
+            .await
+            .map_err(|e| CryptoError::DataKey(DisplayErrorContext(e).to_string()))?;
+        out.plaintext
+            .map(Blob::into_inner)
+            .ok_or_else(|| CryptoError::DataKey("no key in the answer".into()))
+    }
 }

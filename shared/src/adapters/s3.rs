@@ -113,3 +113,114 @@ impl AnchorStore for AnchorBucket {
         Ok(anchors)
     }
 }
+
+/// The data bucket: access and portability bundles (`keys::bundle_prefix`),
+/// encrypted with the data key (SSE-KMS), fetched through a presigned link.
+#[derive(Debug, Clone)]
+pub struct DataBucket {
+    client: Client,
+    bucket: String,
+}
+
+impl DataBucket {
+    pub fn new(sdk: &SdkConfig, config: &Config) -> Result<Self, ConfigError> {
+        let bucket = config.require(Setting::DataBucket)?.to_owned();
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(config.endpoint_url.is_some())
+            .build();
+        Ok(Self {
+            client: Client::from_conf(s3),
+            bucket,
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Writes one object, encrypted with the bucket's KMS key.
+    pub async fn put(
+        &self,
+        key: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("PutObject", e))
+    }
+
+    /// A GET link to one object, valid for `expires_in`.
+    pub async fn link(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String, StoreError> {
+        let config =
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in).map_err(|e| {
+                StoreError::failed(
+                    "presign",
+                    crate::ports::FailureKind::Permanent,
+                    e.to_string(),
+                )
+            })?;
+        self.client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map(|request| request.uri().to_owned())
+            .map_err(|e| failed("GetObject", e))
+    }
+
+    /// Deletes every version of every object under `prefix` (the bucket is
+    /// versioned: a plain delete would leave the data in a noncurrent version).
+    /// Returns the number of objects (keys) that had versions.
+    pub async fn delete_all_versions(&self, prefix: &str) -> Result<u64, StoreError> {
+        let mut keys = std::collections::BTreeSet::new();
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .map_err(|e| failed("ListObjectVersions", e))?;
+            let mut doomed = Vec::new();
+            for version in page.versions() {
+                if let Some(key) = version.key() {
+                    keys.insert(key.to_owned());
+                    doomed.push((key.to_owned(), version.version_id().map(str::to_owned)));
+                }
+            }
+            for marker in page.delete_markers() {
+                if let Some(key) = marker.key() {
+                    doomed.push((key.to_owned(), marker.version_id().map(str::to_owned)));
+                }
+            }
+            if doomed.is_empty() {
+                return Ok(keys.len() as u64);
+            }
+            for (key, version) in doomed {
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .set_version_id(version)
+                    .send()
+                    .await
+                    .map_err(|e| failed("DeleteObject", e))?;
+            }
+        }
+    }
+}

@@ -157,6 +157,10 @@ impl AggregateDelta {
     pub fn group<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> Vec<AggregateDelta> {
         let mut groups: BTreeMap<(AccountId, HourBucket), AggregateDelta> = BTreeMap::new();
         for event in events {
+            // Withheld from analytics (restriction, objection): stored, not counted.
+            if !event.counted() {
+                continue;
+            }
             groups
                 .entry((event.account.clone(), event.hour()))
                 .or_insert_with(|| AggregateDelta::empty(event.account.clone(), event.hour()))
@@ -233,6 +237,7 @@ mod tests {
                 latency_ms,
                 units: 2,
             },
+            withheld: Default::default(),
         }
     }
 

@@ -1,9 +1,12 @@
 //! A validated, minimised event: only allow-listed fields, no direct identifiers.
 
+use std::collections::BTreeSet;
+
 use time::OffsetDateTime;
 
 use super::aggregate::HourBucket;
 use super::ids::{AccountId, EventId, SubjectId};
+use super::subject::Purpose;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
@@ -117,6 +120,10 @@ pub struct StoredEvent {
     pub account: AccountId,
     pub subject: Option<SubjectId>,
     pub data: EventData,
+    /// Purposes the event may not be used for (the person's restriction or
+    /// objections, docs/decisions/0016). Withheld from analytics, it is stored
+    /// but not counted in the dashboard's rollups.
+    pub withheld: BTreeSet<Purpose>,
 }
 
 impl StoredEvent {
@@ -128,7 +135,13 @@ impl StoredEvent {
             account: event.account,
             subject,
             data: event.data,
+            withheld: BTreeSet::new(),
         }
+    }
+
+    /// Whether the event counts in the dashboard's figures.
+    pub fn counted(&self) -> bool {
+        !self.withheld.contains(&Purpose::Analytics)
     }
 
     pub fn hour(&self) -> HourBucket {

@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod audit;
 pub mod event;
 pub mod ids;
+pub mod privacy;
 pub mod retention;
 pub mod rollup;
 pub mod sketch;

@@ -18,6 +18,12 @@ pub enum StoredItem {
     Account,
     Tenant,
     ApiKey,
+    /// A data subject request and its receipt, kept as proof once closed.
+    PrivacyRequest,
+    /// What a restore from backup needs to re-apply an erasure.
+    SuppressionMarker,
+    /// An access or portability bundle in the data bucket (a bucket lifecycle rule).
+    PrivacyBundle,
 }
 
 /// How long a kind of item is kept.
@@ -35,11 +41,25 @@ pub enum Rule {
 
 /// Audit entries are kept one year.
 pub const AUDIT_RETENTION: Duration = Duration::days(365);
+/// Closed privacy requests (and their receipts) are kept 3 years: the time a
+/// claim about how a right was answered can be brought (French civil limitation
+/// is 5 years for contracts; the CNIL's guidance for proof of rights is 3 years).
+pub const PRIVACY_REQUEST_RETENTION: Duration = Duration::days(3 * 365 + 1);
+/// Suppression markers outlive every backup that predates the erasure: point-in-
+/// time recovery keeps 35 days; a year also covers a yearly on-demand backup.
+pub const SUPPRESSION_MARKER_RETENTION: Duration = Duration::days(365);
+/// Point-in-time recovery keeps deleted items this long (DynamoDB's maximum).
+pub const BACKUP_WINDOW: Duration = Duration::days(35);
+/// Bundles are downloadable for 7 days (the data bucket's lifecycle rule), then
+/// deleted; a link to one expires after `BUNDLE_LINK`.
+pub const PRIVACY_BUNDLE_RETENTION: Duration = Duration::days(7);
+pub const BUNDLE_LINK: Duration = Duration::hours(1);
+
 /// The privacy policy's ceiling: the relationship plus 3 years.
 pub const AFTER_RELATIONSHIP: Duration = Duration::days(3 * 365 + 1);
 
 impl StoredItem {
-    pub const ALL: [StoredItem; 7] = [
+    pub const ALL: [StoredItem; 10] = [
         StoredItem::AuditEntry,
         StoredItem::RawEvent,
         StoredItem::HourlyAggregate,
@@ -47,7 +67,26 @@ impl StoredItem {
         StoredItem::Account,
         StoredItem::Tenant,
         StoredItem::ApiKey,
+        StoredItem::PrivacyRequest,
+        StoredItem::SuppressionMarker,
+        StoredItem::PrivacyBundle,
     ];
+
+    /// The name the register of processing uses for this kind of item.
+    pub fn register_name(self) -> &'static str {
+        match self {
+            StoredItem::AuditEntry => "audit_entry",
+            StoredItem::RawEvent => "raw_event",
+            StoredItem::HourlyAggregate => "rollup",
+            StoredItem::Subject => "subject",
+            StoredItem::Account => "account",
+            StoredItem::Tenant => "tenant",
+            StoredItem::ApiKey => "api_key",
+            StoredItem::PrivacyRequest => "privacy_request",
+            StoredItem::SuppressionMarker => "suppression_marker",
+            StoredItem::PrivacyBundle => "privacy_bundle",
+        }
+    }
 
     pub fn rule(self) -> Rule {
         match self {
@@ -57,6 +96,9 @@ impl StoredItem {
                 Rule::Relationship
             }
             StoredItem::Tenant | StoredItem::ApiKey => Rule::Contract,
+            StoredItem::PrivacyRequest => Rule::AfterWrite(PRIVACY_REQUEST_RETENTION),
+            StoredItem::SuppressionMarker => Rule::AfterWrite(SUPPRESSION_MARKER_RETENTION),
+            StoredItem::PrivacyBundle => Rule::AfterWrite(PRIVACY_BUNDLE_RETENTION),
         }
     }
 }
@@ -146,7 +188,7 @@ mod tests {
             assert_eq!(expiry(item), None);
         }
         assert_eq!(expiry(StoredItem::ApiKey), None);
-        assert_eq!(StoredItem::ALL.len(), 7);
+        assert_eq!(StoredItem::ALL.len(), 10);
         assert_eq!(
             after_relationship(datetime!(2026-12-31 00:00 UTC)),
             datetime!(2029-12-31 00:00 UTC)

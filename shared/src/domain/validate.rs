@@ -64,10 +64,16 @@ pub struct Validated {
 }
 
 const EVENT_FIELDS: [&str; 6] = ["id", "time", "source", "account", "user", "data"];
-const HTTP_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-const TICKET_PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
-const TICKET_STATUSES: [&str; 4] = ["open", "pending", "solved", "closed"];
-const BILLING_STATUSES: [&str; 5] = ["paid", "failed", "pending", "refunded", "void"];
+/// The allow-listed value equal to `value` (stored values are read back through it).
+pub(crate) fn allowed(list: &[&'static str], value: &str) -> Option<&'static str> {
+    list.iter().copied().find(|v| *v == value)
+}
+
+pub(crate) const HTTP_METHODS: [&str; 7] =
+    ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+pub(crate) const TICKET_PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
+pub(crate) const TICKET_STATUSES: [&str; 4] = ["open", "pending", "solved", "closed"];
+pub(crate) const BILLING_STATUSES: [&str; 5] = ["paid", "failed", "pending", "refunded", "void"];
 const MAX_TEXT: usize = 256;
 const MAX_USER: usize = 256;
 const MAX_LATENCY_MS: f64 = 3_600_000.0;

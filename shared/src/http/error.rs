@@ -34,6 +34,9 @@ pub enum ApiError {
     Invalid { field: String, expected: String },
     #[error("{0}")]
     NotFound(&'static str),
+    /// The request clashes with the current state (e.g. a request of its type is open).
+    #[error("{0}")]
+    Conflict(&'static str),
     /// A storage failure a retry can fix (throttling, timeouts, 5xx).
     #[error("storage unavailable: retry later")]
     Unavailable(StoreError),
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::BodyTooLarge(_) | ApiError::TooManyItems { .. } => 413,
             ApiError::MalformedJson(_) | ApiError::Invalid { .. } => 400,
             ApiError::NotFound(_) => 404,
+            ApiError::Conflict(_) => 409,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
         }
@@ -73,6 +77,7 @@ impl ApiError {
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::Invalid { .. } => "invalid_request",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }

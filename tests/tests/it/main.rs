@@ -16,6 +16,7 @@ mod key_lifetimes;
 mod local_process;
 mod local_stack;
 mod logs;
+mod privacy;
 mod properties;
 mod scheduled;
 mod storage_faults;

@@ -23,6 +23,13 @@ use crate::ports::{
     UsageStore,
 };
 
+/// Whether a rollup change adds events or takes them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Add,
+    Remove,
+}
+
 /// The number-set attribute holding a rollup's active-user sketch.
 const USERS: &str = "users";
 /// Attributes of a rollup item that are not counters.
@@ -51,50 +58,88 @@ impl AggregateTable {
         delta: &AggregateDelta,
         now: OffsetDateTime,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        self.change_actions(tenant, delta, Change::Add, now)
+    }
+
+    /// The updates adding `delta` to, or taking it out of, its rollups: a
+    /// restriction, an objection to analytics or an erasure takes the person's
+    /// events out; lifting it puts them back (docs/decisions/0016).
+    pub(crate) fn change_actions(
+        &self,
+        tenant: &TenantId,
+        delta: &AggregateDelta,
+        change: Change,
+        now: OffsetDateTime,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let pk = keys::account_pk(tenant, &delta.account);
         let day = delta.hour.start().date();
-        let counters = delta.counters();
+        let sign = |counters: Vec<(String, u64)>| -> Vec<(String, i64)> {
+            counters
+                .into_iter()
+                .map(|(name, amount)| {
+                    let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+                    (
+                        name,
+                        if change == Change::Add {
+                            amount
+                        } else {
+                            -amount
+                        },
+                    )
+                })
+                .collect()
+        };
+        let counters = sign(delta.counters());
         let mut actions = vec![
             self.add(
                 &pk,
                 keys::aggregate_sk(delta.hour),
                 &counters,
                 &delta.users,
+                change,
                 now,
             )?,
-            self.add(&pk, keys::day_sk(day), &counters, &delta.users, now)?,
+            self.add(&pk, keys::day_sk(day), &counters, &delta.users, change, now)?,
             self.add(
                 &pk,
                 keys::month_sk(day),
-                &delta.month_counters(),
+                &sign(delta.month_counters()),
                 &delta.users,
+                change,
                 now,
             )?,
         ];
+        let factor = if change == Change::Add { 1 } else { -1 };
         let directory = [
-            ("events".to_owned(), delta.events as i64),
-            ("open_tickets".to_owned(), delta.open_tickets_change()),
+            ("events".to_owned(), factor * delta.events as i64),
+            (
+                "open_tickets".to_owned(),
+                factor * delta.open_tickets_change(),
+            ),
         ];
         actions.push(self.add(
             &keys::accounts_pk(tenant),
             keys::account_entry_sk(&delta.account),
             &directory,
             &BTreeSet::new(),
+            change,
             now,
         )?);
         Ok(actions)
     }
 
-    /// One `SET updated_at ADD counters, users` update.
+    /// One `SET updated_at ADD counters, users` update (`DELETE users` when
+    /// taking out: the person's sketch elements leave the set).
     fn add<T: std::fmt::Display>(
         &self,
         pk: &str,
         sk: String,
         counters: &[(String, T)],
         users: &BTreeSet<u64>,
+        change: Change,
         now: OffsetDateTime,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut expression = String::from("SET updated_at = :now ADD ");
+        let mut expression = String::from("SET updated_at = :now");
         let mut update = Update::builder()
             .table_name(&self.name)
             .key(keys::PK, s(pk))
@@ -107,9 +152,15 @@ impl AggregateTable {
                 .expression_attribute_names(format!("#c{i}"), name)
                 .expression_attribute_values(format!(":c{i}"), n(amount));
         }
+        let mut removed = None;
         if !users.is_empty() {
             // `users` is a DynamoDB reserved word: always through a placeholder.
-            terms.push("#users :users".to_owned());
+            let term = "#users :users".to_owned();
+            if change == Change::Add {
+                terms.push(term);
+            } else {
+                removed = Some(term);
+            }
             update = update
                 .expression_attribute_names("#users", USERS)
                 .expression_attribute_values(
@@ -117,7 +168,14 @@ impl AggregateTable {
                     AttributeValue::Ns(users.iter().map(u64::to_string).collect()),
                 );
         }
-        expression.push_str(&terms.join(", "));
+        if !terms.is_empty() {
+            expression.push_str(" ADD ");
+            expression.push_str(&terms.join(", "));
+        }
+        if let Some(term) = removed {
+            expression.push_str(" DELETE ");
+            expression.push_str(&term);
+        }
         let update = update
             .update_expression(expression)
             .build()
@@ -149,14 +207,34 @@ impl AggregateTable {
             .map_err(|e| unbuildable("TransactWriteItems", e))?;
         Ok(Some(TransactWriteItem::builder().put(put).build()))
     }
+
+    /// Deletes the account-page copy of a support or billing event (None for
+    /// other sources): the event is withheld from analytics or erased.
+    pub(crate) fn activity_delete_action(
+        &self,
+        tenant: &TenantId,
+        event: &StoredEvent,
+    ) -> Result<Option<TransactWriteItem>, StoreError> {
+        if activity_fields(event).is_none() {
+            return Ok(None);
+        }
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::account_pk(tenant, &event.account)))
+            .key(keys::SK, s(keys::activity_sk(event.time, &event.id)))
+            .build()
+            .map_err(|e| unbuildable("TransactWriteItems", e))?;
+        Ok(Some(TransactWriteItem::builder().delete(delete).build()))
+    }
 }
 
 /// Whether an event is copied for the account page.
 pub fn has_activity_copy(event: &StoredEvent) -> bool {
-    matches!(
-        event.data,
-        EventData::SupportTicket { .. } | EventData::Billing { .. }
-    )
+    event.counted()
+        && matches!(
+            event.data,
+            EventData::SupportTicket { .. } | EventData::Billing { .. }
+        )
 }
 
 fn activity_fields(event: &StoredEvent) -> Option<Item> {

@@ -3,15 +3,19 @@
 //! (a subject's events, a tenant's month). Events are written only inside the
 //! ingestion transaction (`ingest.rs`), never on their own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use time::OffsetDateTime;
 
-use super::codec::{is_live, key_of, n, s, timestamp, Item, EXPIRES_AT};
+use super::codec::{is_live, key_of, n, s, text, time_of, timestamp, Item, EXPIRES_AT};
 use super::{table_name, unbuildable, Dynamo};
 use crate::config::{Config, ConfigError, Setting};
-use crate::domain::{AccountId, EventData, EventId, StoredEvent, SubjectId, TenantId};
+use crate::domain::subject::Purpose;
+use crate::domain::validate::{
+    allowed, BILLING_STATUSES, HTTP_METHODS, TICKET_PRIORITIES, TICKET_STATUSES,
+};
+use crate::domain::{AccountId, EventData, EventId, Source, StoredEvent, SubjectId, TenantId};
 use crate::keys;
 use crate::ports::{EventRef, StoreError};
 
@@ -63,6 +67,9 @@ pub fn event_item(
     if let Some(at) = expires_at {
         item.insert(EXPIRES_AT.into(), n(at.unix_timestamp()));
     }
+    if !event.withheld.is_empty() {
+        item.insert(WITHHELD.into(), withheld_value(&event.withheld));
+    }
     let mut data: Item = HashMap::new();
     match &event.data {
         EventData::ApiCall {
@@ -113,7 +120,119 @@ pub fn event_item(
     item
 }
 
+/// The purposes an event is withheld from, sorted and comma-separated (a string,
+/// not a set: conditions compare it exactly; docs/decisions/0016).
+pub const WITHHELD: &str = "withheld";
+
+pub(crate) fn withheld_text(purposes: &BTreeSet<Purpose>) -> String {
+    purposes
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(crate) fn withheld_value(purposes: &BTreeSet<Purpose>) -> AttributeValue {
+    s(withheld_text(purposes))
+}
+
+/// A stored event read back: the event, and its expiry (epoch seconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub event: StoredEvent,
+    pub expires_at: Option<i64>,
+}
+
+fn num<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+/// Reads an event item back (None: not an event of `tenant`, or malformed).
+pub fn event_of(tenant: &TenantId, item: &Item) -> Option<EventRecord> {
+    let (account, id) = event_ref(tenant, item).ok()?;
+    let time = time_of(item, "ts")?;
+    let data = item.get("data")?.as_m().ok()?;
+    let field = |name: &str| text(data, name);
+    let data = match Source::parse(&text(item, "source")?)? {
+        Source::ApiCall => EventData::ApiCall {
+            endpoint: field("endpoint")?,
+            method: allowed(&HTTP_METHODS, &field("method")?)?,
+            status: num(data, "status")?,
+            latency_ms: num(data, "latency_ms")?,
+            units: num(data, "units")?,
+        },
+        Source::Product => EventData::Product {
+            feature: field("feature")?,
+            action: field("action"),
+        },
+        Source::Marketing => EventData::Marketing {
+            campaign: field("campaign")?,
+            channel: field("channel")?,
+        },
+        Source::SupportTicket => EventData::SupportTicket {
+            ticket_id: field("ticket_id")?,
+            priority: allowed(&TICKET_PRIORITIES, &field("priority")?)?,
+            status: allowed(&TICKET_STATUSES, &field("status")?)?,
+        },
+        Source::Billing => EventData::Billing {
+            invoice_id: field("invoice_id")?,
+            amount: data.get("amount")?.as_n().ok()?.clone(),
+            currency: field("currency")?,
+            status: allowed(&BILLING_STATUSES, &field("status")?)?,
+        },
+    };
+    let subject = text(item, keys::SUBJECT_KEY).and_then(|k| {
+        k.strip_prefix(&keys::tenant_prefix(tenant))?
+            .strip_prefix("S#")
+            .map(|s| SubjectId::from_stored(s.to_owned()))
+    });
+    let withheld = text(item, WITHHELD)
+        .map(|ps| ps.split(',').filter_map(Purpose::parse).collect())
+        .unwrap_or_default();
+    Some(EventRecord {
+        event: StoredEvent {
+            id,
+            time,
+            account,
+            subject,
+            data,
+            withheld,
+        },
+        expires_at: num(item, EXPIRES_AT),
+    })
+}
+
 impl EventTable {
+    /// A subject's live events, whole: the keys from the `by_subject` index, then
+    /// the items (100 a request).
+    pub async fn subject_event_records(
+        &self,
+        tenant: &TenantId,
+        subject: &SubjectId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let refs = self.subject_events(tenant, subject, now).await?;
+        let item_keys = refs.iter().map(|r| event_key(tenant, r)).collect();
+        let mut records = Vec::with_capacity(refs.len());
+        for item in self.db.batch_get(&self.name, item_keys, None).await? {
+            if !is_live(&item, now) {
+                continue;
+            }
+            records.push(event_of(tenant, &item).ok_or_else(|| StoreError::corrupt("event"))?);
+        }
+        records.sort_by(|a, b| (a.event.time, &a.event.id).cmp(&(b.event.time, &b.event.id)));
+        Ok(records)
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The item key of an event.
+    pub(crate) fn key(&self, tenant: &TenantId, event: &StoredEvent) -> Item {
+        event_key(tenant, &(event.account.clone(), event.id.clone()))
+    }
+
     /// A put of a new event, refused (ConditionalCheckFailed) if a live event
     /// with its key is stored: the ingestion transaction's duplicate check.
     pub(crate) fn put_new(

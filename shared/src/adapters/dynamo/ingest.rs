@@ -23,10 +23,13 @@ use super::{
     MAX_TRANSACT_ACTIONS,
 };
 use crate::config::{Config, ConfigError};
+use crate::crypto::LookupKeys;
 use crate::domain::retention::{self, StoredItem};
+use crate::domain::TenantId;
 use crate::domain::{AccountId, AggregateDelta, HourBucket, RawEventRetention, StoredEvent};
-use crate::domain::{SubjectId, TenantId};
-use crate::ports::{EventStore, FailureKind, Recorded, StoreError, SubjectStore, TenantSettings};
+use crate::ports::{
+    EventStore, FailureKind, Recorded, ResolvedSubject, StoreError, SubjectStore, TenantSettings,
+};
 
 /// Rollup updates in each transaction: hour, day, month, directory entry.
 pub const ROLLUP_UPDATES: usize = 4;
@@ -129,7 +132,7 @@ impl IngestTables {
             actions.push(self.events.put_new(tenant, event, expires_at, now)?);
         }
         // Copies after the events, so a cancellation's reasons index the events.
-        for (_, event) in pending {
+        for (_, event) in pending.iter().filter(|(_, e)| e.counted()) {
             let expires_at = retention::expires_at(StoredItem::RawEvent, event.time, retention);
             actions.extend(self.aggregates.activity_action(tenant, event, expires_at)?);
         }
@@ -251,8 +254,8 @@ impl SubjectStore for IngestTables {
     async fn resolve_subjects(
         &self,
         tenant: &TenantId,
-        lookups: &[String],
-    ) -> Result<HashMap<String, SubjectId>, StoreError> {
+        lookups: &[LookupKeys],
+    ) -> Result<HashMap<String, ResolvedSubject>, StoreError> {
         self.subjects.resolve_subjects(tenant, lookups).await
     }
 }
@@ -282,6 +285,7 @@ mod tests {
                 feature: "search".into(),
                 action: None,
             },
+            withheld: Default::default(),
         }
     }
 

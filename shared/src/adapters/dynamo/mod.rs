@@ -15,6 +15,8 @@ pub mod audit;
 pub mod codec;
 pub mod events;
 pub mod ingest;
+pub mod privacy;
+pub mod rights;
 pub mod subjects;
 
 use aws_config::SdkConfig;
@@ -35,6 +37,8 @@ pub use aggregates::AggregateTable;
 pub use audit::AuditTable;
 pub use events::EventTable;
 pub use ingest::IngestTables;
+pub use privacy::PrivacyTable;
+pub use rights::RightsTables;
 pub use subjects::SubjectTable;
 
 /// AWS's TransactWriteItems limit (actions per transaction).
@@ -276,6 +280,15 @@ impl Dynamo {
         let reasons = match error.as_service_error() {
             Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
                 cancelled.cancellation_reasons().to_vec()
+            }
+            // The same token with other parameters: another run (or request)
+            // sent this transaction's twin first. Read again and retry.
+            Some(TransactWriteItemsError::IdempotentParameterMismatchException(_)) => {
+                return Err(Cancelled::Other(StoreError::failed(
+                    "TransactWriteItems",
+                    FailureKind::Retryable,
+                    "the same transaction token is in use by another request",
+                )))
             }
             _ => return Err(Cancelled::Failed(failed("TransactWriteItems", error))),
         };

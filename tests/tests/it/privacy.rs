@@ -1,0 +1,980 @@
+//! Data subjects and their rights (docs/decisions/0016), through the API of the
+//! local stack, with every effect read back from the emulator's tables and
+//! bucket. Expected figures come from the events each test sends.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use vigil_local::Registry;
+use vigil_shared::domain::access::Scope;
+use vigil_tests::{hours_ago, n, s, Fault, Item, TestStack};
+
+const TENANT: &str = "tenant-p";
+
+/// One person's events: `calls` API calls on account `acme` (one an hour
+/// back, the rest two hours back), a product event, a marketing touch, a
+/// support ticket and a paid invoice.
+fn events_of(user: &str, prefix: &str, calls: usize) -> Vec<Value> {
+    let mut events: Vec<Value> = (0..calls)
+        .map(|i| {
+            let time = hours_ago(if i == 0 { 1 } else { 2 }, (i % 60) as u8);
+            json!({"id": format!("{prefix}-call-{i}"), "time": time, "source": "api_call",
+                   "account": "acme", "user": user,
+                   "data": {"endpoint": "/v1/pay", "method": "POST", "status": 200, "latency_ms": 40, "units": 3}})
+        })
+        .collect();
+    let t = hours_ago(2, 30);
+    events.push(
+        json!({"id": format!("{prefix}-product"), "time": t, "source": "product", "account": "acme",
+        "user": user, "data": {"feature": "exports", "action": "run"}}),
+    );
+    events.push(
+        json!({"id": format!("{prefix}-touch"), "time": t, "source": "marketing", "account": "acme",
+        "user": user, "data": {"campaign": "spring", "channel": "email"}}),
+    );
+    events.push(json!({"id": format!("{prefix}-ticket"), "time": t, "source": "support_ticket", "account": "acme",
+        "user": user, "data": {"ticket_id": format!("T-{prefix}"), "priority": "high", "status": "open"}}));
+    events.push(json!({"id": format!("{prefix}-invoice"), "time": t, "source": "billing", "account": "acme",
+        "user": user, "data": {"invoice_id": format!("INV-{prefix}"), "amount": 12.5, "currency": "EUR", "status": "paid"}}));
+    events
+}
+
+struct Person {
+    user: &'static str,
+    email: &'static str,
+    name: &'static str,
+    calls: usize,
+}
+
+const ADA: Person = Person {
+    user: "user-ada-7731",
+    email: "ada.lovelace@example.org",
+    name: "Ada Lovelace",
+    calls: 5,
+};
+const BOB: Person = Person {
+    user: "user-bob-1187",
+    email: "bob.marley@example.net",
+    name: "Bob Marley",
+    calls: 3,
+};
+
+/// A stack with Ada's and Bob's events and contact fields, and a privacy key.
+async fn seeded(stack: &TestStack) -> String {
+    let key = stack.issue_key(TENANT, &[Scope::Privacy]).await;
+    for (person, prefix) in [(&ADA, "ada"), (&BOB, "bob")] {
+        let body = json!({"events": events_of(person.user, prefix, person.calls)});
+        let (status, out) = stack.post_events(TENANT, &body).await;
+        assert_eq!(status, 200, "{out}");
+        assert_eq!(out["accepted"], person.calls + 4, "{out}");
+        let (status, out) = stack
+            .call(
+                Method::PUT,
+                &format!("/v1/subjects/{}", person.user),
+                Some(&key),
+                Some(&json!({"email": person.email, "name": person.name})),
+            )
+            .await;
+        assert_eq!(status, 200, "an existing subject is updated: {out}");
+        assert_eq!(out["fields_changed"], json!(["email", "name"]));
+    }
+    key
+}
+
+async fn request(stack: &TestStack, key: &str, body: Value) -> (u16, Value) {
+    stack
+        .call(Method::POST, "/v1/privacy/requests", Some(key), Some(&body))
+        .await
+}
+
+async fn completed(stack: &TestStack, key: &str, body: Value) -> Value {
+    let (status, out) = request(stack, key, body).await;
+    assert_eq!(status, 201, "{out}");
+    assert_eq!(out["state"], "completed", "{out}");
+    out
+}
+
+/// The dashboard's totals for `acme` (calls, units, active users).
+async fn acme_totals(stack: &TestStack) -> Value {
+    let key = stack.issue_key(TENANT, &[Scope::Read]).await;
+    let (status, page) = stack
+        .call(Method::GET, "/v1/accounts/acme", Some(&key), None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page["totals"].clone()
+}
+
+fn subject_pseudonym(stack_subjects: &[Item], email_absent_check: bool) -> Vec<(String, String)> {
+    let _ = email_absent_check;
+    stack_subjects
+        .iter()
+        .filter_map(|i| Some((s(i, "pk")?.to_owned(), s(i, "subject_id")?.to_owned())))
+        .collect()
+}
+
+/// The events stored for a pseudonym.
+fn events_of_subject<'a>(events: &'a [Item], pseudonym: &str) -> Vec<&'a Item> {
+    events
+        .iter()
+        .filter(|e| s(e, "subject_key").is_some_and(|k| k.ends_with(&format!("#S#{pseudonym}"))))
+        .collect()
+}
+
+/// Ada's pseudonym and lookup key, from her events' subject record.
+async fn identity_of(stack: &TestStack, event_id: &str) -> (String, String) {
+    let events = stack.scan("EventsTable").await;
+    let event = events
+        .iter()
+        .find(|e| s(e, "sk") == Some(&format!("E#{event_id}")))
+        .expect("event stored");
+    let pseudonym = s(event, "subject_key")
+        .and_then(|k| k.rsplit_once("#S#"))
+        .map(|(_, p)| p.to_owned())
+        .expect("pseudonym");
+    let subjects = stack.scan("SubjectsTable").await;
+    let (pk, _) = subject_pseudonym(&subjects, false)
+        .into_iter()
+        .find(|(_, p)| *p == pseudonym)
+        .expect("subject record");
+    let lookup = pk.rsplit_once("#U#").expect("lookup").1.to_owned();
+    (pseudonym, lookup)
+}
+
+#[tokio::test]
+async fn contact_fields_are_stored_only_sealed_in_the_subject_record() {
+    let stack = TestStack::start().await;
+    let key = seeded(&stack).await;
+    // A person handed over before any event of theirs: a new subject.
+    let (status, out) = stack
+        .call(
+            Method::PUT,
+            "/v1/subjects/user-new-1",
+            Some(&key),
+            Some(&json!({"email": "new.person@example.com"})),
+        )
+        .await;
+    assert_eq!((status, &out["created"]), (201, &json!(true)), "{out}");
+    let subjects = stack.scan("SubjectsTable").await;
+    assert_eq!(subjects.len(), 3);
+    for record in &subjects {
+        let raw = format!("{record:?}");
+        for secret in [ADA.email, ADA.name, BOB.email, "new.person@example.com"] {
+            assert!(
+                !raw.contains(secret),
+                "a subject record holds a value in clear"
+            );
+        }
+        assert!(record.contains_key("sealed_fields") && record.contains_key("sealed_key"));
+    }
+    // Nowhere else either: events, rollups, audit, requests.
+    for table in [
+        "EventsTable",
+        "AggregatesTable",
+        "AuditTable",
+        "PrivacyTable",
+        "TenantsTable",
+    ] {
+        let raw = format!("{:?}", stack.scan(table).await);
+        for secret in [ADA.email, ADA.name, BOB.email, ADA.user] {
+            assert!(!raw.contains(secret), "{table} holds a personal value");
+        }
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn access_and_portability_bundle_everything_behind_a_short_lived_link() {
+    let stack = TestStack::start().await;
+    let key = seeded(&stack).await;
+    let (pseudonym, _) = identity_of(&stack, "ada-call-0").await;
+    for kind in ["access", "portability"] {
+        let out = completed(&stack, &key, json!({"type": kind, "subject": ADA.user})).await;
+        let receipt = &out["receipt"];
+        assert_eq!(receipt["type"], kind);
+        // 5 calls, a product event, a touch, a ticket, an invoice.
+        assert_eq!(receipt["outcome"]["events"], ADA.calls + 4);
+        assert_eq!(receipt["outcome"]["objects"], 2);
+        let raw_receipt = receipt.to_string();
+        assert!(!raw_receipt.contains(ADA.email) && !raw_receipt.contains(ADA.user));
+        assert!(
+            !raw_receipt.contains(&pseudonym),
+            "the receipt names no one"
+        );
+        let files = out["download"]["files"].as_array().expect("links");
+        assert_eq!(files.len(), 2);
+        for file in files {
+            let url = file["url"].as_str().expect("url");
+            let expires: u64 = url
+                .split(['?', '&'])
+                .find_map(|p| p.strip_prefix("X-Amz-Expires="))
+                .and_then(|v| v.parse().ok())
+                .expect("a presigned link");
+            assert!(expires <= 86_400, "the link expires within a day");
+            let body = reqwest::get(url)
+                .await
+                .expect("download")
+                .bytes()
+                .await
+                .expect("bytes");
+            let digest = receipt["outcome"]["digests"]
+                .as_array()
+                .and_then(|d| d.iter().find(|pair| pair[0] == file["name"]))
+                .map(|pair| pair[1].as_str().unwrap_or_default().to_owned())
+                .expect("digest of the file");
+            assert_eq!(
+                digest,
+                sha256_hex(&body),
+                "the receipt proves the bundle's content"
+            );
+            if file["name"] == "subject.json" {
+                let bundle: Value = serde_json::from_slice(&body).expect("json bundle");
+                assert_eq!(bundle["subject"]["contact"]["email"], ADA.email);
+                assert_eq!(bundle["subject"]["contact"]["name"], ADA.name);
+                assert_eq!(
+                    bundle["events"].as_array().map(Vec::len),
+                    Some(ADA.calls + 4)
+                );
+                assert!(bundle["requests"].as_array().is_some_and(|r| !r.is_empty()));
+                let text = String::from_utf8_lossy(&body);
+                assert!(
+                    !text.contains(BOB.email) && !text.contains("bob-call"),
+                    "only Ada's data"
+                );
+            } else {
+                let csv = String::from_utf8_lossy(&body);
+                assert_eq!(
+                    csv.lines().count(),
+                    1 + ADA.calls + 4,
+                    "a header and a row per event"
+                );
+                assert!(csv.contains("ada-invoice") && !csv.contains("bob-"));
+            }
+        }
+    }
+    // The objects sit in the data bucket, encrypted with KMS.
+    let s3 = stack.s3().await;
+    let bucket = stack.table("DataBucket");
+    let listing = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(listing.contents().len(), 4, "two requests, two files each");
+    for object in listing.contents() {
+        let head = s3
+            .head_object()
+            .bucket(&bucket)
+            .key(object.key().unwrap_or_default())
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(
+            head.server_side_encryption(),
+            Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+        );
+    }
+    stack.shutdown().await;
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn rectification_changes_the_fields_and_records_only_their_names() {
+    let stack = TestStack::start().await;
+    let key = seeded(&stack).await;
+    let before = stack.scan("SubjectsTable").await;
+    let out = completed(
+        &stack,
+        &key,
+        json!({"type": "rectification", "subject": ADA.user,
+               "fields": {"email": "ada@lovelace.example", "name": ADA.name}}),
+    )
+    .await;
+    assert_eq!(
+        out["receipt"]["outcome"]["fields_changed"],
+        json!(["email"])
+    );
+    assert!(!out.to_string().contains("ada@lovelace.example"));
+    let after = stack.scan("SubjectsTable").await;
+    let sealed = |items: &[Item]| -> Vec<Vec<u8>> {
+        let mut all: Vec<Vec<u8>> = items
+            .iter()
+            .filter_map(|i| {
+                i.get("sealed_fields")?
+                    .as_b()
+                    .ok()
+                    .map(|b| b.as_ref().to_vec())
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    assert_ne!(
+        sealed(&before),
+        sealed(&after),
+        "Ada's sealed fields were rewritten"
+    );
+    // The new value is what an access request now returns.
+    let access = completed(&stack, &key, json!({"type": "access", "subject": ADA.user})).await;
+    let url = access["download"]["files"][0]["url"].as_str().expect("url");
+    let bundle: Value = reqwest::get(url)
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        bundle["subject"]["contact"]["email"],
+        "ada@lovelace.example"
+    );
+    let audit = format!("{:?}", stack.scan("AuditTable").await);
+    assert!(
+        !audit.contains("lovelace"),
+        "the audit trail names no value"
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn restriction_takes_the_person_out_of_the_dashboard_until_lifted() {
+    let stack = TestStack::start().await;
+    let key = seeded(&stack).await;
+    let all = (ADA.calls + BOB.calls) as u64;
+    let totals = acme_totals(&stack).await;
+    assert_eq!(totals["calls"], all);
+    assert_eq!(totals["units"], 3 * all);
+    assert_eq!(totals["active_users"], 2);
+    let (pseudonym, _) = identity_of(&stack, "ada-call-0").await;
+
+    let out = completed(
+        &stack,
+        &key,
+        json!({"type": "restriction", "subject": ADA.user}),
+    )
+    .await;
+    assert_eq!(out["receipt"]["outcome"]["events"], ADA.calls + 4);
+    let totals = acme_totals(&stack).await;
+    assert_eq!(totals["calls"], BOB.calls, "only Bob's calls are counted");
+    assert_eq!(totals["units"], 3 * BOB.calls as u64);
+    assert_eq!(totals["active_users"], 1);
+    assert_eq!(stack.counted_calls().await, BOB.calls as u64);
+    // Her data stays stored, marked withheld from every purpose.
+    let events = stack.scan("EventsTable").await;
+    let hers = events_of_subject(&events, &pseudonym);
+    assert_eq!(hers.len(), ADA.calls + 4);
+    assert!(hers
+        .iter()
+        .all(|e| s(e, "withheld") == Some("analytics,alerting,model_training")));
+    // Her ticket and invoice left the account page.
+    let activity = stack.rollups("X#").await;
+    assert!(activity
+        .iter()
+        .all(|a| !s(a, "sk").unwrap_or("").contains("ada-")));
+    // Ingestion keeps accepting her events, stored as restricted, not counted.
+    let late = json!({"events": [{"id": "ada-late", "time": hours_ago(1, 59), "source": "api_call",
+        "account": "acme", "user": ADA.user,
+        "data": {"endpoint": "/v1/pay", "method": "POST", "status": 200, "latency_ms": 40, "units": 3}}]});
+    let (status, _) = stack.post_events(TENANT, &late).await;
+    assert_eq!(status, 200);
+    assert_eq!(acme_totals(&stack).await["calls"], BOB.calls);
+    let events = stack.scan("EventsTable").await;
+    let late_item = events
+        .iter()
+        .find(|e| s(e, "sk") == Some("E#ada-late"))
+        .expect("stored");
+    assert_eq!(
+        s(late_item, "withheld"),
+        Some("analytics,alerting,model_training")
+    );
+
+    let out = completed(
+        &stack,
+        &key,
+        json!({"type": "restriction_lift", "subject": ADA.user}),
+    )
+    .await;
+    assert_eq!(out["receipt"]["outcome"]["events"], ADA.calls + 5);
+    let totals = acme_totals(&stack).await;
+    assert_eq!(
+        totals["calls"],
+        all + 1,
+        "her calls, the late one too, count again"
+    );
+    assert_eq!(totals["units"], 3 * (all + 1));
+    assert_eq!(totals["active_users"], 2);
+    assert_eq!(stack.counted_calls().await, all + 1);
+    let activity = stack.rollups("X#").await;
+    assert_eq!(
+        activity
+            .iter()
+            .filter(|a| s(a, "sk").unwrap_or("").contains("ada-"))
+            .count(),
+        2
+    );
+    let events = stack.scan("EventsTable").await;
+    assert!(events_of_subject(&events, &pseudonym)
+        .iter()
+        .all(|e| !e.contains_key("withheld")));
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_objection_excludes_the_person_from_that_purpose_only() {
+    let stack = TestStack::start().await;
+    let key = seeded(&stack).await;
+    let all = (ADA.calls + BOB.calls) as u64;
+    let (pseudonym, _) = identity_of(&stack, "ada-call-0").await;
+    let out = completed(
+        &stack,
+        &key,
+        json!({"type": "objection", "subject": ADA.user, "purpose": "alerting"}),
+    )
+    .await;
+    assert_eq!(
+        out["receipt"]["outcome"]["withheld_from"],
+        json!(["alerting"])
+    );
+    assert_eq!(
+        acme_totals(&stack).await["calls"],
+        all,
+        "analytics is not objected to"
+    );
+    let events = stack.scan("EventsTable").await;
+    assert!(events_of_subject(&events, &pseudonym)
+        .iter()
+        .all(|e| s(e, "withheld") == Some("alerting")));
+
+    completed(
+        &stack,
+        &key,
+        json!({"type": "objection", "subject": ADA.user, "purpose": "analytics"}),
+    )
+    .await;
+    let totals = acme_totals(&stack).await;
+    assert_eq!(totals["calls"], BOB.calls);
+    assert_eq!(totals["active_users"], 1);
+
+    completed(
+        &stack,
+        &key,
+        json!({"type": "objection_withdrawal", "subject": ADA.user, "purpose": "analytics"}),
+    )
+    .await;
+    assert_eq!(acme_totals(&stack).await["calls"], all);
+    let events = stack.scan("EventsTable").await;
+    assert!(
+        events_of_subject(&events, &pseudonym)
+            .iter()
+            .all(|e| s(e, "withheld") == Some("alerting")),
+        "the alerting objection stays"
+    );
+    // The subject's state is in the sparse index the jobs read.
+    let subjects = stack.scan("SubjectsTable").await;
+    let record = subjects
+        .iter()
+        .find(|r| s(r, "subject_id") == Some(pseudonym.as_str()))
+        .expect("record");
+    assert!(s(record, "state_key").is_some());
+    stack.shutdown().await;
+}
+
+/// Every place a value could hide: each table's items and each object version.
+async fn everything(stack: &TestStack) -> String {
+    let mut all = String::new();
+    for table in [
+        "EventsTable",
+        "AggregatesTable",
+        "SubjectsTable",
+        "TenantsTable",
+        "AuditTable",
+        "PrivacyTable",
+    ] {
+        all.push_str(&format!("{:?}", stack.scan(table).await));
+    }
+    for bucket in ["DataBucket", "AuditAnchorBucket", "AccessLogsBucket"] {
+        for (key, bytes) in stack.bucket_contents(bucket).await {
+            all.push_str(&key);
+            all.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn erasure_leaves_nothing_that_points_back_to_the_person() {
+    let stack = TestStack::start().await;
+    let key = seeded(&stack).await;
+    let (ada_pseudonym, ada_lookup) = identity_of(&stack, "ada-call-0").await;
+    let (bob_pseudonym, bob_lookup) = identity_of(&stack, "bob-call-0").await;
+    // A bundle of hers sits in the bucket, and a restriction is on record.
+    completed(&stack, &key, json!({"type": "access", "subject": ADA.user})).await;
+    completed(
+        &stack,
+        &key,
+        json!({"type": "restriction", "subject": ADA.user}),
+    )
+    .await;
+    let traces = |person: &Person, pseudonym: &str, lookup: &str| {
+        vec![
+            person.email.to_owned(),
+            person.name.to_owned(),
+            person.user.to_owned(),
+            pseudonym.to_owned(),
+            lookup.to_owned(),
+        ]
+    };
+    let before = everything(&stack).await;
+    // The scan can fail: before the erasure it finds her pseudonym and lookup key
+    // in the tables and her e-mail and name in the bundle.
+    for trace in traces(&ADA, &ada_pseudonym, &ada_lookup) {
+        if trace != ADA.user {
+            assert!(before.contains(&trace), "the scan finds what is there");
+        }
+    }
+
+    let out = completed(
+        &stack,
+        &key,
+        json!({"type": "erasure", "subject": ADA.user}),
+    )
+    .await;
+    let outcome = &out["receipt"]["outcome"];
+    assert_eq!(outcome["events"], ADA.calls + 4);
+    assert_eq!(outcome["objects"], 2, "the access bundle's two files");
+    assert_eq!(outcome["suppression_marker_kept"], true);
+
+    let after = everything(&stack).await;
+    for trace in traces(&ADA, &ada_pseudonym, &ada_lookup) {
+        assert!(
+            !after.contains(&trace),
+            "a trace of the erased person remains"
+        );
+    }
+    for trace in traces(&BOB, &bob_pseudonym, &bob_lookup) {
+        if trace != BOB.user && trace != BOB.email && trace != BOB.name {
+            assert!(
+                after.contains(&trace),
+                "the same scan finds Bob, who was not erased"
+            );
+        }
+    }
+    // Her events left the rollups (the restriction had already taken them out once).
+    assert_eq!(acme_totals(&stack).await["calls"], BOB.calls);
+    assert_eq!(stack.counted_calls().await, BOB.calls as u64);
+    // The suppression marker is a digest of her lookup key, not the key.
+    let markers: Vec<Item> = stack
+        .scan("PrivacyTable")
+        .await
+        .into_iter()
+        .filter(|i| s(i, "sk").is_some_and(|sk| sk.starts_with("X#")))
+        .collect();
+    assert_eq!(markers.len(), 1);
+    assert!(n(&markers[0], "expires_at").is_some());
+    // A request about her now finds no subject; ingesting her again starts anew.
+    let (status, _) = request(&stack, &key, json!({"type": "access", "subject": ADA.user})).await;
+    assert_eq!(status, 404);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn post_mortem_directives_are_applied_when_the_death_is_reported() {
+    let stack = TestStack::start().await;
+    let key = seeded(&stack).await;
+    let out = completed(
+        &stack,
+        &key,
+        json!({"type": "post_mortem_directive", "subject": ADA.user, "directive": "hand_over",
+               "recipient": {"name": "Byron Heir", "email": "heir@example.org"}}),
+    )
+    .await;
+    assert_eq!(out["receipt"]["outcome"]["directive"], "hand_over");
+    assert!(!out.to_string().contains("heir@example.org"));
+    let out = completed(
+        &stack,
+        &key,
+        json!({"type": "death_notice", "subject": ADA.user}),
+    )
+    .await;
+    assert_eq!(out["receipt"]["outcome"]["directive"], "hand_over");
+    let url = out["download"]["files"][0]["url"]
+        .as_str()
+        .expect("a bundle for the heir");
+    let bundle: Value = reqwest::get(url)
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        bundle["subject"]["post_mortem_recipient"]["email"],
+        "heir@example.org"
+    );
+    assert!(bundle["subject"]["deceased_at"].is_string());
+
+    completed(
+        &stack,
+        &key,
+        json!({"type": "post_mortem_directive", "subject": BOB.user, "directive": "erase"}),
+    )
+    .await;
+    let out = completed(
+        &stack,
+        &key,
+        json!({"type": "death_notice", "subject": BOB.user}),
+    )
+    .await;
+    assert_eq!(out["receipt"]["outcome"]["directive"], "erase");
+    assert_eq!(out["receipt"]["outcome"]["events"], BOB.calls + 4);
+    let after = everything(&stack).await;
+    assert!(!after.contains(BOB.email) && !after.contains(BOB.name));
+    assert_eq!(acme_totals(&stack).await["calls"], ADA.calls);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_are_listed_with_due_dates_and_filtered_by_state() {
+    let stack = TestStack::start().await;
+    let key = seeded(&stack).await;
+    completed(&stack, &key, json!({"type": "access", "subject": ADA.user})).await;
+    let out = completed(
+        &stack,
+        &key,
+        json!({"type": "restriction", "subject": BOB.user}),
+    )
+    .await;
+    let received = time::OffsetDateTime::parse(
+        out["received_at"].as_str().expect("received_at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("time");
+    let due = time::OffsetDateTime::parse(
+        out["due_at"].as_str().expect("due_at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("time");
+    let days = (due - received).whole_days();
+    assert!(
+        (28..=31).contains(&days),
+        "due one month after receipt: {days} days"
+    );
+    assert_eq!(out["overdue"], false);
+    let (status, page) = stack
+        .call(
+            Method::GET,
+            "/v1/privacy/requests?state=completed&limit=1",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["requests"].as_array().map(Vec::len), Some(1));
+    let cursor = page["next_cursor"].as_str().expect("a second page");
+    let (_, second) = stack
+        .call(
+            Method::GET,
+            &format!("/v1/privacy/requests?state=completed&limit=1&cursor={cursor}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(second["requests"].as_array().map(Vec::len), Some(1));
+    assert_ne!(
+        second["requests"][0]["request_id"],
+        page["requests"][0]["request_id"]
+    );
+    let (_, open) = stack
+        .call(
+            Method::GET,
+            "/v1/privacy/requests?state=in_progress",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(open["requests"], json!([]));
+    let id = out["request_id"].as_str().expect("id");
+    let (status, shown) = stack
+        .call(
+            Method::GET,
+            &format!("/v1/privacy/requests/{id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(shown["receipt"], out["receipt"]);
+    stack.shutdown().await;
+}
+
+/// A stack whose privacy function answers before doing any work (202): what a
+/// request on a subject with many events does once its budget is spent.
+async fn slow_stack() -> TestStack {
+    let mut registry = Registry::standard();
+    registry.register("vigil-privacy", |c| async move {
+        let mut deps = vigil_privacy::Deps::connect(&c).await?;
+        deps.inline_budget = Duration::ZERO;
+        Ok::<_, vigil_privacy::InitError>(deps)
+    });
+    TestStack::start_with(&vigil_local::repo_template(), &registry).await
+}
+
+#[tokio::test]
+async fn a_long_erasure_finishes_asynchronously_and_survives_an_interruption() {
+    let stack = slow_stack().await;
+    let key = seeded(&stack).await;
+    let (status, out) = request(
+        &stack,
+        &key,
+        json!({"type": "erasure", "subject": ADA.user}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["state"].as_str()),
+        (202, Some("in_progress")),
+        "{out}"
+    );
+    let id = out["request_id"].as_str().expect("id").to_owned();
+    // A second erasure of her while the first is open: refused, nothing added.
+    let requests_before = stack.scan("PrivacyTable").await.len();
+    let (status, conflict) = request(
+        &stack,
+        &key,
+        json!({"type": "erasure", "subject": ADA.user}),
+    )
+    .await;
+    assert_eq!(status, 409, "{conflict}");
+    assert_eq!(stack.scan("PrivacyTable").await.len(), requests_before);
+
+    // The first resume is interrupted: every transaction fails.
+    stack
+        .proxy
+        .inject("TransactWriteItems", Fault::AccessDenied, None);
+    let api = stack.local_api();
+    let run = api
+        .invoke("PrivacyFunction", json!({"tenant": TENANT}))
+        .await;
+    assert!(
+        run.is_err(),
+        "an interrupted run fails, so it is retried and seen"
+    );
+    stack.proxy.clear_faults();
+    let (_, shown) = stack
+        .call(
+            Method::GET,
+            &format!("/v1/privacy/requests/{id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(shown["state"], "in_progress");
+    assert_eq!(
+        acme_totals(&stack).await["calls"],
+        ADA.calls + BOB.calls,
+        "nothing half-done"
+    );
+
+    // Two runs at once finish it: each event erased and subtracted once.
+    let (a, b) = tokio::join!(
+        api.invoke("PrivacyFunction", json!({"tenant": TENANT})),
+        api.invoke("PrivacyFunction", json!({})),
+    );
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    let (_, shown) = stack
+        .call(
+            Method::GET,
+            &format!("/v1/privacy/requests/{id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(shown["state"], "completed", "{shown}");
+    assert_eq!(shown["events_done"], ADA.calls + 4);
+    assert_eq!(shown["receipt"]["outcome"]["events"], ADA.calls + 4);
+    assert_eq!(acme_totals(&stack).await["calls"], BOB.calls);
+    assert_eq!(stack.counted_calls().await, BOB.calls as u64);
+    // A third run finds nothing to do.
+    let again = api.invoke("PrivacyFunction", json!({})).await.expect("run");
+    assert_eq!(again["continued"], 0);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
+    let stack = TestStack::start().await;
+    let key = seeded(&stack).await;
+    let other = stack.issue_key("tenant-other", &[Scope::Privacy]).await;
+    let read = stack
+        .issue_key(TENANT, &[Scope::Read, Scope::Admin, Scope::Ingest])
+        .await;
+    let before = (
+        stack.scan("PrivacyTable").await.len(),
+        stack.scan("SubjectsTable").await,
+    );
+    let cases: Vec<(Method, &str, Option<&str>, Option<Value>, u16, &str)> = vec![
+        (
+            Method::POST,
+            "/v1/privacy/requests",
+            Some(&key),
+            Some(json!({"type": "access", "subject": "nobody"})),
+            404,
+            "",
+        ),
+        (
+            Method::POST,
+            "/v1/privacy/requests",
+            Some(&other),
+            Some(json!({"type": "access", "subject": ADA.user})),
+            404,
+            "",
+        ),
+        (
+            Method::POST,
+            "/v1/privacy/requests",
+            Some(&read),
+            Some(json!({"type": "access", "subject": ADA.user})),
+            403,
+            "",
+        ),
+        (
+            Method::POST,
+            "/v1/privacy/requests",
+            None,
+            Some(json!({"type": "access", "subject": ADA.user})),
+            401,
+            "",
+        ),
+        (
+            Method::POST,
+            "/v1/privacy/requests",
+            Some(&key),
+            Some(json!({"type": "forget", "subject": ADA.user})),
+            400,
+            "type",
+        ),
+        (
+            Method::POST,
+            "/v1/privacy/requests",
+            Some(&key),
+            Some(json!({"type": "access", "subject": 42})),
+            400,
+            "subject",
+        ),
+        (
+            Method::POST,
+            "/v1/privacy/requests",
+            Some(&key),
+            Some(json!({"type": "access"})),
+            400,
+            "subject",
+        ),
+        (
+            Method::POST,
+            "/v1/privacy/requests",
+            Some(&key),
+            Some(json!({"type": "access", "subject": ADA.user, "email": ADA.email})),
+            400,
+            "body",
+        ),
+        (
+            Method::POST,
+            "/v1/privacy/requests",
+            Some(&key),
+            Some(json!({"type": "objection", "subject": ADA.user})),
+            400,
+            "purpose",
+        ),
+        (
+            Method::GET,
+            "/v1/privacy/requests/not-an-id",
+            Some(&key),
+            None,
+            400,
+            "request_id",
+        ),
+        (
+            Method::GET,
+            "/v1/privacy/requests/pr_00000000000000000000",
+            Some(&key),
+            None,
+            404,
+            "",
+        ),
+        (
+            Method::GET,
+            "/v1/privacy/requests?state=done",
+            Some(&key),
+            None,
+            400,
+            "state",
+        ),
+        (
+            Method::GET,
+            "/v1/privacy/requests?limit=0",
+            Some(&key),
+            None,
+            400,
+            "limit",
+        ),
+        (
+            Method::PUT,
+            "/v1/subjects/u-1",
+            Some(&key),
+            Some(json!({"email": "not an address"})),
+            400,
+            "body.email",
+        ),
+        (
+            Method::PUT,
+            "/v1/subjects/u-1",
+            Some(&key),
+            Some(json!({})),
+            400,
+            "body",
+        ),
+        (
+            Method::PUT,
+            "/v1/subjects/u-1",
+            Some(&key),
+            Some(json!({"phone": "+33 6 12 34 56 78"})),
+            400,
+            "body",
+        ),
+    ];
+    for (method, path, key, body, status, field) in cases {
+        let (got, out) = stack.call(method.clone(), path, key, body.as_ref()).await;
+        assert_eq!(got, status, "{method} {path}: {out}");
+        if !field.is_empty() {
+            assert_eq!(out["error"]["field"], field, "{path}: {out}");
+        }
+        let text = out.to_string();
+        assert!(
+            !text.contains(ADA.email) && !text.contains("+33"),
+            "no value echoed"
+        );
+    }
+    // Malformed JSON and an oversized body.
+    let response = stack
+        .http
+        .post(format!("{}/v1/privacy/requests", stack.api))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body("{\"type\": ")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 400);
+    let big = json!({"type": "access", "subject": "x".repeat(9000)});
+    let (status, _) = request(&stack, &key, big).await;
+    assert_eq!(status, 413);
+    let after = (
+        stack.scan("PrivacyTable").await.len(),
+        stack.scan("SubjectsTable").await,
+    );
+    assert_eq!(before.0, after.0, "no request was stored");
+    assert_eq!(before.1.len(), after.1.len(), "no subject was created");
+    stack.shutdown().await;
+}
