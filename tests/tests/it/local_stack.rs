@@ -86,9 +86,14 @@ async fn tables_match_the_template() {
             "GET /v1/audit true",
             "GET /v1/audit/verify true",
             "GET /v1/keys true",
+            "GET /v1/privacy/register true",
+            "GET /v1/privacy/requests true",
+            "GET /v1/privacy/requests/{request_id} true",
             "POST /v1/events true",
             "POST /v1/keys true",
+            "POST /v1/privacy/requests true",
             "PUT /v1/accounts/{account} true",
+            "PUT /v1/subjects/{user} true",
         ]
     );
     let authorizer = stack.stack.authorizer.as_ref().expect("an authorizer");
