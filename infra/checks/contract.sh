@@ -32,6 +32,22 @@ print(f"    seeded {answer['accepted']} events for account acme")
 PY
 }
 
+# Contact fields for the contract's example user (user-42).
+seed_subject() {
+  local url="$1" key="$2"
+  "$VENV/bin/python" - "$url" "$key" <<'PY'
+import json, sys, urllib.request
+url, key = sys.argv[1], sys.argv[2]
+request = urllib.request.Request(
+    f"{url}/v1/subjects/user-42", method="PUT",
+    data=json.dumps({"email": "user42@example.com", "name": "User Forty-Two"}).encode(),
+    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+with urllib.request.urlopen(request) as response:
+    assert response.status in (200, 201), response.status
+print("    seeded the contact fields of user-42")
+PY
+}
+
 contract_check() {
   local emulator="$1" dir port state key scope
   dir="$(target_dir)/contract-check"
@@ -44,12 +60,17 @@ contract_check() {
   "${ops[@]}" tenant create schemathesis > /dev/null
   local status=0
   local phases
-  for scope in ingest read admin; do
+  for scope in ingest read admin privacy; do
     key="$("${ops[@]}" key issue --tenant schemathesis --scopes "$scope" --name "st-$scope" | awk '/^key:/ {print $2}')"
     # Stateful sequences follow the contract's links (issue a key, then list
-    # and revoke it): only the admin operations have them.
+    # and revoke it; submit a privacy request, then show it).
     phases=examples,coverage,fuzzing
-    [ "$scope" != admin ] || phases="$phases,stateful"
+    case "$scope" in admin | privacy) phases="$phases,stateful" ;; esac
+    if [ "$scope" = privacy ]; then
+      # The person the contract's examples name, so that requests about them
+      # are carried out, not only refused with 404.
+      seed_subject "http://127.0.0.1:$port" "$key"
+    fi
     if [ "$scope" = ingest ]; then
       # Events for the account the contract's examples name, so that the read
       # operations answer with real hours, not only empty lists.

@@ -73,7 +73,8 @@ def _idempotent_transact(self):
     now = time.monotonic()
     for stale in [t for t, (_, until, _) in _tokens.items() if until <= now]:
         del _tokens[stale]
-    items = json.dumps(self.body.get("TransactItems"), sort_keys=True)
+    # Binary attributes arrive decoded as bytes: compared by their hex.
+    items = json.dumps(self.body.get("TransactItems"), sort_keys=True, default=bytes.hex)
     seen = _tokens.get(token)
     if seen is not None:
         if seen[0] != items:

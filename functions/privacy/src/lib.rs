@@ -83,7 +83,7 @@ impl Deps {
                 bucket: DataBucket::new(&sdk, config)?,
                 contact_keys: ContactKeys::new(kms_client, contact_key),
                 audit: AuditTable::new(&db, config)?,
-                lookup,
+                lookup: Some(lookup),
             },
             tenants: TenantTable::new(&db, config)?,
             clock: OffsetDateTime::now_utc,
@@ -358,8 +358,9 @@ async fn list(
 
 /// A request as listed: no receipt, no links.
 fn summary(request: &StoredRequest, now: OffsetDateTime) -> Value {
+    // `id`: the body's `request_id` is the API call's (added by the request path).
     let mut body = json!({
-        "request_id": request.id,
+        "id": request.id,
         "type": request.kind.as_str(),
         "state": request.state.as_str(),
         "received_at": rfc3339(request.received_at),

@@ -4,15 +4,16 @@
 use serde::Deserialize;
 use vigil_shared::domain::privacy::{check_user, Contact, Directive, RequestSpec, RequestType};
 use vigil_shared::domain::subject::Purpose;
+use vigil_shared::http::body::present;
 use vigil_shared::http::ApiError;
 
 /// `PUT /v1/subjects/{user}`: the person's contact fields (absent ones are cleared).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub email: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
 }
 
@@ -43,16 +44,16 @@ pub struct RequestBody {
     pub kind: String,
     /// The tenant's own user id for the person.
     pub subject: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub purpose: Option<String>,
     /// Rectification: the fields to change.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub fields: Option<Contact>,
     /// Post-mortem directive: erase, keep or hand_over.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub directive: Option<String>,
     /// Post-mortem directive `hand_over`: who receives the bundle.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub recipient: Option<Contact>,
 }
 

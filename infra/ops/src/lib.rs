@@ -15,11 +15,15 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use thiserror::Error;
 use time::OffsetDateTime;
-use vigil_shared::adapters::dynamo::{AuditTable, Dynamo, TenantTable};
-use vigil_shared::adapters::s3::AnchorBucket;
+use vigil_shared::adapters::dynamo::{
+    AuditTable, Dynamo, PrivacyTable, RightsTables, SubjectTable, TenantTable,
+};
+use vigil_shared::adapters::kms::ContactKeys;
+use vigil_shared::adapters::s3::{AnchorBucket, DataBucket};
 use vigil_shared::app::audit::{audit_read, draft, verify_trail};
 use vigil_shared::app::keys::{issue_key, revoke_key, KeyRequest, KeyView};
-use vigil_shared::config::{Config, ConfigError};
+use vigil_shared::app::privacy::{Actor, Rights};
+use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::domain::audit::VerifyMode;
 use vigil_shared::domain::{RawEventRetention, TenantId};
 use vigil_shared::ports::{AccessStore, AuditLog, Revocation, StoreError};
@@ -61,6 +65,11 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Data subjects: the lookup secret's rotation, the restore drill.
+    Subjects {
+        #[command(subcommand)]
+        action: SubjectsAction,
+    },
     /// Scheduled jobs (alert evaluation, export, purge): run one now.
     Job {
         #[command(subcommand)]
@@ -78,6 +87,23 @@ pub enum JobAction {
         /// A JSON file holding the event ("-": standard input; default {}).
         #[arg(long)]
         event: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubjectsAction {
+    /// Counts a tenant's subject records per lookup-secret version: a rotation
+    /// is over (SubjectLookupPreviousVersion can be cleared) when only the
+    /// current version is left.
+    LookupVersions {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// The restore drill: after restoring a table from a backup, erases again
+    /// every subject whose suppression marker predates the restored record.
+    ReapplyErasures {
+        #[arg(long)]
+        tenant: String,
     },
 }
 
@@ -187,6 +213,8 @@ pub struct Tables {
     pub anchors: Result<AnchorBucket, ConfigError>,
     /// `operator:<unique id>`, as the audit trail names this caller.
     pub operator: String,
+    /// For the commands that need more (subjects).
+    pub config: Config,
 }
 
 pub async fn connect(config: &Config) -> Result<Tables, OpsError> {
@@ -201,6 +229,7 @@ pub async fn connect(config: &Config) -> Result<Tables, OpsError> {
         audit: AuditTable::new(&db, config)?,
         anchors: AnchorBucket::new(&sdk, config),
         operator: operator_actor(identity.user_id().unwrap_or_default()),
+        config: config.clone(),
     })
 }
 
@@ -245,6 +274,68 @@ pub async fn run_job(
     } else {
         Err(OpsError::JobFailed(function))
     }
+}
+
+/// The subjects commands: they work on the stored records, never on user ids.
+async fn subjects(
+    action: SubjectsAction,
+    tables: &Tables,
+    out: &mut impl Write,
+    now: OffsetDateTime,
+) -> Result<(), OpsError> {
+    let (db, sdk) = Dynamo::connect(&tables.config).await;
+    let subjects = SubjectTable::new(&db, &tables.config)?;
+    match action {
+        SubjectsAction::LookupVersions { tenant } => {
+            let tenant = tenant_id(&tenant)?;
+            let request = request_id();
+            let counts = subjects.versions(&tenant).await?;
+            let entry = draft(
+                &tables.operator,
+                "subjects.lookup_versions",
+                None,
+                &request,
+                "ok",
+            );
+            tables.audit.append(&tenant, entry, now).await?;
+            let counts: serde_json::Map<String, serde_json::Value> = counts
+                .into_iter()
+                .map(|(version, count)| (format!("v{version}"), count.into()))
+                .collect();
+            writeln!(out, "{}", serde_json::Value::Object(counts))?;
+        }
+        SubjectsAction::ReapplyErasures { tenant } => {
+            let tenant = tenant_id(&tenant)?;
+            let rights = Rights {
+                subjects,
+                requests: PrivacyTable::new(&db, &tables.config)?,
+                effects: RightsTables::new(&db, &tables.config)?,
+                bucket: DataBucket::new(&sdk, &tables.config)?,
+                contact_keys: ContactKeys::new(
+                    aws_sdk_kms::Client::new(&sdk),
+                    tables.config.get(Setting::ContactKeyId).unwrap_or_default(),
+                ),
+                audit: tables.audit.clone(),
+                lookup: None,
+            };
+            let request = request_id();
+            let actor = Actor {
+                tenant: &tenant,
+                key_id: &tables.operator,
+                request_id: &request,
+            };
+            // No deadline that matters to a person at a terminal: an hour.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+            let erased = rights
+                .reapply_erasures(&actor, deadline, now)
+                .await
+                .map_err(|e| {
+                    OpsError::Invalid(format!("{e} ({})", e.detail().unwrap_or_default()))
+                })?;
+            writeln!(out, "{{\"erased_again\": {erased}}}")?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs one command against the tables, writing what it prints to `out`.
@@ -438,6 +529,9 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
             if !report.intact {
                 return Err(OpsError::BrokenChain);
             }
+        }
+        Command::Subjects { action } => {
+            subjects(action, tables, out, now).await?;
         }
         Command::Job { action } => {
             // Needs no tables: main() routes it to run_job.

@@ -42,7 +42,9 @@ pub struct Rights<A> {
     pub bucket: DataBucket,
     pub contact_keys: ContactKeys,
     pub audit: A,
-    pub lookup: SubjectLookup,
+    /// None in the operator CLI: only the ingest and privacy functions may turn
+    /// user ids into lookup keys (the HMAC key's policy).
+    pub lookup: Option<SubjectLookup>,
 }
 
 /// Who acts, in which API request.
@@ -61,6 +63,12 @@ fn rfc3339(time: OffsetDateTime) -> String {
 }
 
 impl<A: AuditLog> Rights<A> {
+    fn lookup(&self) -> Result<&SubjectLookup, ApiError> {
+        self.lookup
+            .as_ref()
+            .ok_or_else(|| ApiError::Internal("no subject lookup secret here".into()))
+    }
+
     /// The sealed fields of a record, opened (empty if none).
     pub async fn open_fields(
         &self,
@@ -127,7 +135,7 @@ impl<A: AuditLog> Rights<A> {
         now: OffsetDateTime,
     ) -> Result<(bool, Vec<&'static str>), ApiError> {
         let tenant = actor.tenant;
-        let keys = self.lookup.lookup_keys(tenant, user);
+        let keys = self.lookup()?.lookup_keys(tenant, user);
         let (record, created) = self.subjects.ensure(tenant, &keys).await?;
         if record.state.erased_at.is_some() {
             return Err(ApiError::Conflict("the subject is being erased"));
@@ -164,7 +172,7 @@ impl<A: AuditLog> Rights<A> {
         now: OffsetDateTime,
     ) -> Result<StoredRequest, ApiError> {
         let tenant = actor.tenant;
-        let keys = self.lookup.lookup_keys(tenant, &spec.user);
+        let keys = self.lookup()?.lookup_keys(tenant, &spec.user);
         let Some(record) = self.subjects.find(tenant, &keys).await? else {
             return Err(ApiError::NotFound("no such subject"));
         };

@@ -155,9 +155,17 @@ impl Directive {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::http::body::present"
+    )]
     pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::http::body::present"
+    )]
     pub name: Option<String>,
 }
 
@@ -207,8 +215,8 @@ impl Contact {
             }
         }
         if let Some(name) = &self.name {
-            let chars = name.trim().chars().count();
-            if chars == 0 || chars > 200 || name.chars().any(char::is_control) {
+            let chars = name.chars().count();
+            if name.trim().is_empty() || chars > 200 || name.chars().any(char::is_control) {
                 return Err((
                     format!("{at}.name"),
                     "expected 1 to 200 characters, no control characters",
@@ -224,7 +232,7 @@ fn is_email(value: &str) -> bool {
     let Some((local, domain)) = value.split_once('@') else {
         return false;
     };
-    value.len() <= 254
+    value.chars().count() <= 254
         && !local.is_empty()
         && domain.contains('.')
         && !domain.starts_with('.')
@@ -262,7 +270,9 @@ pub const MAX_USER_CHARS: usize = 256;
 
 /// A tenant's user id as a request or a path gives it.
 pub fn check_user(user: &str) -> bool {
-    !user.is_empty() && user.len() <= MAX_USER_CHARS && !user.chars().any(char::is_control)
+    !user.is_empty()
+        && user.chars().count() <= MAX_USER_CHARS
+        && !user.chars().any(char::is_control)
 }
 
 /// The state a request type leads to, from the current one (None: no change of state).

@@ -72,6 +72,16 @@ pub fn whole_number<'de, D: serde::Deserializer<'de>>(
     }
 }
 
+/// An optional field that may be left out but not set to `null` (the contract
+/// gives it a type without null): use with `#[serde(default, deserialize_with = "present")]`.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiError::MalformedJson("body is not valid UTF-8".into()))?;

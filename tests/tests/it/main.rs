@@ -17,7 +17,7 @@ mod local_process;
 mod local_stack;
 mod logs;
 mod privacy;
-mod register;
 mod properties;
+mod register;
 mod scheduled;
 mod storage_faults;

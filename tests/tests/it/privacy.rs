@@ -683,10 +683,7 @@ async fn requests_are_listed_with_due_dates_and_filtered_by_state() {
         )
         .await;
     assert_eq!(second["requests"].as_array().map(Vec::len), Some(1));
-    assert_ne!(
-        second["requests"][0]["request_id"],
-        page["requests"][0]["request_id"]
-    );
+    assert_ne!(second["requests"][0]["id"], page["requests"][0]["id"]);
     let (_, open) = stack
         .call(
             Method::GET,
@@ -696,7 +693,7 @@ async fn requests_are_listed_with_due_dates_and_filtered_by_state() {
         )
         .await;
     assert_eq!(open["requests"], json!([]));
-    let id = out["request_id"].as_str().expect("id");
+    let id = out["id"].as_str().expect("id");
     let (status, shown) = stack
         .call(
             Method::GET,
@@ -737,7 +734,7 @@ async fn a_long_erasure_finishes_asynchronously_and_survives_an_interruption() {
         (202, Some("in_progress")),
         "{out}"
     );
-    let id = out["request_id"].as_str().expect("id").to_owned();
+    let id = out["id"].as_str().expect("id").to_owned();
     // A second erasure of her while the first is open: refused, nothing added.
     let requests_before = stack.scan("PrivacyTable").await.len();
     let (status, conflict) = request(
@@ -976,5 +973,179 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     );
     assert_eq!(before.0, after.0, "no request was stored");
     assert_eq!(before.1.len(), after.1.len(), "no subject was created");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rotation_reads_both_secret_versions_and_moves_records_on_sight() {
+    use vigil_shared::adapters::dynamo::{Dynamo, SubjectTable};
+    use vigil_shared::config::Setting;
+    use vigil_shared::domain::TenantId;
+    use vigil_shared::ports::SubjectStore;
+    let stack = TestStack::start().await;
+    seeded(&stack).await;
+    let (ada, ada_v1) = identity_of(&stack, "ada-call-0").await;
+    let (bob, _) = identity_of(&stack, "bob-call-0").await;
+    assert!(ada_v1.starts_with("v1."), "lookup keys carry their version");
+    // What the functions derive once SubjectLookupVersion is 2 and the previous 1.
+    let (db, sdk) = Dynamo::connect(&stack.config).await;
+    let kms = aws_sdk_kms::Client::new(&sdk);
+    let key_id = stack.config.get(Setting::SubjectLookupKeyId).expect("key");
+    let rotating = vigil_shared::adapters::kms::derive_versioned_lookup(&kms, key_id, 2, Some(1))
+        .await
+        .expect("derive");
+    let tenant = TenantId::parse(TENANT).expect("tenant");
+    let ada_keys = rotating.lookup_keys(&tenant, ADA.user);
+    assert_eq!(ada_keys.previous.as_deref(), Some(ada_v1.as_str()));
+    let subjects = SubjectTable::new(&db, &stack.config).expect("table");
+    // Ingestion resolves Ada under the previous key and moves her record.
+    let resolved = subjects
+        .resolve_subjects(&tenant, std::slice::from_ref(&ada_keys))
+        .await
+        .expect("resolve");
+    assert_eq!(
+        resolved[&ada_keys.current].subject.as_str(),
+        ada,
+        "the same pseudonym"
+    );
+    let versions = subjects.versions(&tenant).await.expect("versions");
+    assert_eq!(versions.get(&1), Some(&1), "Bob is still on version 1");
+    assert_eq!(versions.get(&2), Some(&1), "Ada moved to version 2");
+    let records = stack.scan("SubjectsTable").await;
+    assert!(records
+        .iter()
+        .all(|r| !s(r, "pk").unwrap_or("").ends_with(&ada_v1)));
+    let moved = records
+        .iter()
+        .find(|r| s(r, "subject_id") == Some(ada.as_str()))
+        .expect("moved record");
+    assert!(
+        moved.contains_key("sealed_fields"),
+        "everything moved with it"
+    );
+    // The privacy side finds Bob under the previous key, and moves him too.
+    let bob_keys = rotating.lookup_keys(&tenant, BOB.user);
+    let found = subjects
+        .find(&tenant, &bob_keys)
+        .await
+        .expect("find")
+        .expect("bob");
+    assert_eq!(found.subject.as_str(), bob);
+    assert_eq!(found.lookup, bob_keys.current);
+    // The operator sees the rotation is over.
+    let tables = vigil_ops::connect(&stack.config).await.expect("tables");
+    let mut out = Vec::new();
+    vigil_ops::run(
+        vigil_ops::Command::Subjects {
+            action: vigil_ops::SubjectsAction::LookupVersions {
+                tenant: TENANT.into(),
+            },
+        },
+        &tables,
+        &mut out,
+    )
+    .await
+    .expect("lookup-versions");
+    let counts: Value = serde_json::from_slice(&out).expect("json");
+    assert_eq!(counts, json!({"v2": 2}));
+    stack.shutdown().await;
+}
+
+/// Every item of the tables a restore would bring back, to put back later.
+async fn snapshot(stack: &TestStack, tables: &[&str]) -> Vec<(String, Vec<Item>)> {
+    let mut out = Vec::new();
+    for table in tables {
+        out.push((stack.table(table), stack.scan(table).await));
+    }
+    out
+}
+
+/// Replaces each table's items with the snapshot's: a point-in-time restore.
+async fn restore(stack: &TestStack, snapshot: Vec<(String, Vec<Item>)>, logical: &[&str]) {
+    for ((name, items), table) in snapshot.into_iter().zip(logical) {
+        for item in stack.scan(table).await {
+            let key: Item = item
+                .iter()
+                .filter(|(k, _)| *k == "pk" || *k == "sk")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            stack
+                .dynamodb
+                .delete_item()
+                .table_name(&name)
+                .set_key(Some(key))
+                .send()
+                .await
+                .expect("delete");
+        }
+        for item in items {
+            stack
+                .dynamodb
+                .put_item()
+                .table_name(&name)
+                .set_item(Some(item))
+                .send()
+                .await
+                .expect("put");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_restore_drill_erases_again_what_was_erased_after_the_backup() {
+    let stack = TestStack::start().await;
+    let key = seeded(&stack).await;
+    let (ada, ada_lookup) = identity_of(&stack, "ada-call-0").await;
+    let data = ["EventsTable", "AggregatesTable", "SubjectsTable"];
+    let backup = snapshot(&stack, &data).await;
+    completed(
+        &stack,
+        &key,
+        json!({"type": "erasure", "subject": ADA.user}),
+    )
+    .await;
+    // The data tables are restored to before the erasure (the privacy table is not).
+    restore(&stack, backup, &data).await;
+    assert_eq!(acme_totals(&stack).await["calls"], ADA.calls + BOB.calls);
+    let restored = format!("{:?}", stack.scan("SubjectsTable").await);
+    assert!(restored.contains(&ada), "the backup brought her back");
+
+    let tables = vigil_ops::connect(&stack.config).await.expect("tables");
+    let mut out = Vec::new();
+    let drill = || vigil_ops::Command::Subjects {
+        action: vigil_ops::SubjectsAction::ReapplyErasures {
+            tenant: TENANT.into(),
+        },
+    };
+    vigil_ops::run(drill(), &tables, &mut out)
+        .await
+        .expect("drill");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out).expect("json"),
+        json!({"erased_again": 1})
+    );
+    let mut all = String::new();
+    for table in data {
+        all.push_str(&format!("{:?}", stack.scan(table).await));
+    }
+    assert!(
+        !all.contains(&ada) && !all.contains(&ada_lookup),
+        "erased again"
+    );
+    assert_eq!(
+        acme_totals(&stack).await["calls"],
+        BOB.calls,
+        "her events left the rollups once"
+    );
+    assert_eq!(stack.counted_calls().await, BOB.calls as u64);
+    // Run twice: nothing more to do.
+    let mut out = Vec::new();
+    vigil_ops::run(drill(), &tables, &mut out)
+        .await
+        .expect("drill again");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out).expect("json"),
+        json!({"erased_again": 0})
+    );
     stack.shutdown().await;
 }

@@ -47,16 +47,31 @@ async fn scenario(stack: &TestStack) {
     let contract = json!({"name": "Acme", "plan": "growth", "monthly_quota": 100,
         "relationship_start": "2024-01-01", "relationship_end": "2030-01-01", "tags": ["eu"]});
     let (status, out) = stack
-        .call(Method::PUT, "/v1/accounts/acme", Some(&admin), Some(&contract))
+        .call(
+            Method::PUT,
+            "/v1/accounts/acme",
+            Some(&admin),
+            Some(&contract),
+        )
         .await;
     assert_eq!(status, 201, "{out}");
     let (status, issued) = stack
-        .call(Method::POST, "/v1/keys", Some(&admin), Some(&json!({"name": "temp", "scopes": ["read"]})))
+        .call(
+            Method::POST,
+            "/v1/keys",
+            Some(&admin),
+            Some(&json!({"name": "temp", "scopes": ["read"]})),
+        )
         .await;
     assert_eq!(status, 201, "{issued}");
     let id = issued["key_id"].as_str().expect("key id");
     let (status, _) = stack
-        .call(Method::DELETE, &format!("/v1/keys/{id}"), Some(&admin), None)
+        .call(
+            Method::DELETE,
+            &format!("/v1/keys/{id}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     let tenant = TenantId::parse(TENANT).expect("tenant");
@@ -65,8 +80,12 @@ async fn scenario(stack: &TestStack) {
     keys.set_raw_event_retention(&tenant, RawEventRetention::days(90).expect("90"), now)
         .await
         .expect("retention");
-    keys.set_suspended(&tenant, true, now).await.expect("suspend");
-    keys.set_suspended(&tenant, false, now).await.expect("resume");
+    keys.set_suspended(&tenant, true, now)
+        .await
+        .expect("suspend");
+    keys.set_suspended(&tenant, false, now)
+        .await
+        .expect("resume");
     stack
         .local_api()
         .invoke("AuditAnchorFunction", json!({}))
@@ -99,7 +118,12 @@ async fn scenario(stack: &TestStack) {
         json!({"type": "erasure", "subject": "reg-user-2"}),
     ] {
         let (status, out) = stack
-            .call(Method::POST, "/v1/privacy/requests", Some(&privacy), Some(&body))
+            .call(
+                Method::POST,
+                "/v1/privacy/requests",
+                Some(&privacy),
+                Some(&body),
+            )
             .await;
         assert_eq!(status, 201, "{body}: {out}");
     }
@@ -160,7 +184,10 @@ async fn every_stored_attribute_is_in_the_register_and_nothing_else_is() {
             }
         }
     }
-    assert!(unlisted.is_empty(), "stored but not in the register: {unlisted:?}");
+    assert!(
+        unlisted.is_empty(),
+        "stored but not in the register: {unlisted:?}"
+    );
     // Objects: every bundle file is a listed object of the data bucket.
     let objects: BTreeSet<String> = register["stored_data"]["DataBucket"]["objects"]
         .as_array()
@@ -173,7 +200,10 @@ async fn every_stored_attribute_is_in_the_register_and_nothing_else_is() {
     for (key, _) in contents {
         let file = key.rsplit('/').next().unwrap_or_default();
         let pattern = format!("privacy/<tenant>/<request id>/{file}");
-        assert!(objects.contains(&pattern), "object {key} not in the register");
+        assert!(
+            objects.contains(&pattern),
+            "object {key} not in the register"
+        );
     }
     stack.shutdown().await;
 }
@@ -203,7 +233,8 @@ fn mentions(code: &str, word: &str) -> bool {
     code.match_indices(word).any(|(at, _)| {
         let before = code[..at].chars().next_back();
         let after = code[at + word.len()..].chars().next();
-        before.is_none_or(|c| !is_name(c)) && after.is_none_or(|c| !is_name(c) || word.ends_with('_'))
+        before.is_none_or(|c| !is_name(c))
+            && after.is_none_or(|c| !is_name(c) || word.ends_with('_'))
     })
 }
 
@@ -214,21 +245,27 @@ fn every_attribute_in_the_register_is_written_by_the_code() {
     let tables = register["stored_data"].as_object().expect("stored_data");
     let mut absent = Vec::new();
     for (table, spec) in tables {
-        for item in spec["items"].as_object().into_iter().flat_map(|m| m.values()) {
+        for item in spec["items"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
             for attribute in item["attributes"].as_array().into_iter().flatten() {
                 let name = attribute.as_str().unwrap_or_default();
                 // The part before any `<...>` or `.` is what the code spells out.
                 let word = name.split(['<', '.']).next().unwrap_or_default();
                 let field = name.split_once('.').map(|(_, f)| f);
-                let written =
-                    mentions(&code, word) && field.is_none_or(|f| mentions(&code, f));
+                let written = mentions(&code, word) && field.is_none_or(|f| mentions(&code, f));
                 if !written {
                     absent.push(format!("{table}.{name}"));
                 }
             }
         }
     }
-    assert!(absent.is_empty(), "in the register but nowhere in the code: {absent:?}");
+    assert!(
+        absent.is_empty(),
+        "in the register but nowhere in the code: {absent:?}"
+    );
 }
 
 #[test]
