@@ -811,7 +811,9 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
         stack.scan("PrivacyTable").await.len(),
         stack.scan("SubjectsTable").await,
     );
-    let cases: Vec<(Method, &str, Option<&str>, Option<Value>, u16, &str)> = vec![
+    // (method, path, key, body, status, field named in the error)
+    type Case<'a> = (Method, &'a str, Option<&'a str>, Option<Value>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             "/v1/privacy/requests",
