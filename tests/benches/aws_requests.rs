@@ -62,6 +62,70 @@ async fn anchoring_cost(stack: &TestStack) {
     assert_eq!((scans, puts), (1, tenants));
 }
 
+/// What the rights cost for a person with 200 events over 4 account-hours:
+/// requests per operation next to the floor of the work on the events (one
+/// query of the subject's index, a BatchGetItem per 100 events, a transaction
+/// per account-hour chunk of at most 47 events).
+async fn privacy_costs(stack: &TestStack) {
+    const TENANT: &str = "bench-privacy";
+    const PER_HOUR: usize = 50;
+    const HOURS: usize = 4;
+    let events: Vec<Value> = (0..PER_HOUR * HOURS)
+        .map(|i| {
+            json!({"id": format!("pv-{i}"), "time": vigil_tests::hours_ago(1 + (i / PER_HOUR) as i64, (i % 60) as u8),
+                   "source": "api_call", "account": "acme", "user": "bench-person",
+                   "data": {"endpoint": "/v1/pay", "method": "POST", "status": 200, "latency_ms": 40, "units": 1}})
+        })
+        .collect();
+    let (status, _) = stack.post_events(TENANT, &json!({"events": events})).await;
+    assert_eq!(status, 200);
+    let key = stack
+        .issue_key(TENANT, &[vigil_shared::domain::access::Scope::Privacy])
+        .await;
+    let events = PER_HOUR * HOURS;
+    let per_hour_chunks =
+        PER_HOUR.div_ceil(vigil_shared::adapters::dynamo::rights::EVENTS_PER_CHUNK);
+    let floor_tx = HOURS * per_hour_chunks;
+    let floor_gets = events.div_ceil(100);
+    println!("
+privacy requests, one person with {events} events over {HOURS} account-hours (floor for the events: 1 Query, {floor_gets} BatchGetItem, {floor_tx} TransactWriteItems)");
+    for kind in ["restriction", "restriction_lift", "access", "erasure"] {
+        // The authorizer's cache is warm after the first call: warm it first.
+        stack
+            .call(
+                reqwest::Method::GET,
+                "/v1/privacy/requests?limit=1",
+                Some(&key),
+                None,
+            )
+            .await;
+        stack.proxy.reset_counts();
+        let (status, out) = stack
+            .call(
+                reqwest::Method::POST,
+                "/v1/privacy/requests",
+                Some(&key),
+                Some(&json!({"type": kind, "subject": "bench-person"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{out}");
+        let counts = stack.proxy.counts_except(&[]);
+        let total: usize = counts.values().sum();
+        let line: Vec<String> = counts.iter().map(|(op, n)| format!("{n} {op}")).collect();
+        println!("  {kind:<17} {total:>3} requests: {}", line.join(", "));
+        let tx = counts.get("TransactWriteItems").copied().unwrap_or(0);
+        if kind != "access" {
+            // The events' transactions, plus the request's open and close.
+            assert_eq!(tx, floor_tx + 2, "{kind}: a transaction per chunk");
+        }
+        assert_eq!(
+            counts.get("BatchGetItem").copied().unwrap_or(0),
+            floor_gets,
+            "{kind}"
+        );
+    }
+}
+
 /// Seeds `accounts` registered accounts of `tenant`, each with a day rollup for
 /// every one of the `days` days ending `to` (counters and a 40-user sketch, as
 /// ingestion writes them), straight into the emulator with BatchWriteItem.
@@ -556,6 +620,7 @@ async fn main() {
 
     anchoring_cost(&stack).await;
     dashboard_reads(&stack).await;
+    privacy_costs(&stack).await;
 
     if let Some(kib) = peak_memory_kib() {
         println!(

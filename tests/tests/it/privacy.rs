@@ -594,6 +594,17 @@ async fn post_mortem_directives_are_applied_when_the_death_is_reported() {
     .await;
     assert_eq!(out["receipt"]["outcome"]["directive"], "hand_over");
     assert!(!out.to_string().contains("heir@example.org"));
+    let (ada, _) = identity_of(&stack, "ada-call-0").await;
+    let subjects = stack.scan("SubjectsTable").await;
+    let record = subjects
+        .iter()
+        .find(|r| s(r, "subject_id") == Some(ada.as_str()))
+        .expect("record");
+    assert_eq!(s(record, "directive"), Some("hand_over"));
+    assert!(
+        !format!("{record:?}").contains("heir@example.org"),
+        "the recipient is sealed"
+    );
     let out = completed(
         &stack,
         &key,
@@ -812,7 +823,14 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
         stack.scan("SubjectsTable").await,
     );
     // (method, path, key, body, status, field named in the error)
-    type Case<'a> = (Method, &'a str, Option<&'a str>, Option<Value>, u16, &'a str);
+    type Case<'a> = (
+        Method,
+        &'a str,
+        Option<&'a str>,
+        Option<Value>,
+        u16,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (
             Method::POST,

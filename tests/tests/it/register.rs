@@ -334,3 +334,90 @@ fn every_table_and_bucket_of_the_template_is_in_the_register() {
         .collect();
     assert_eq!(stores, listed);
 }
+
+#[test]
+fn the_readme_summarises_the_register_as_it_is() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .expect("README");
+    let register = register();
+    for activity in register["activities"].as_array().expect("activities") {
+        let id = activity["id"].as_str().unwrap_or_default();
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| {id} |")))
+            .unwrap_or_else(|| panic!("no README row for activity {id}"));
+        for field in ["purpose", "legal_basis"] {
+            let value = activity[field].as_str().unwrap_or_default();
+            assert!(row.contains(value), "README row {id}: {field} differs");
+        }
+    }
+    for (item, rule) in register["retention"].as_object().expect("retention") {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| {item} |")))
+            .unwrap_or_else(|| panic!("no README row for {item}"));
+        for days in ["days", "days_after_relationship", "default_days"] {
+            if let Some(n) = rule[days].as_u64() {
+                assert!(
+                    row.contains(&n.to_string()),
+                    "README row {item}: {days} differs"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn only_the_ingest_and_privacy_functions_may_use_the_lookup_and_contact_keys() {
+    let template = std::fs::read_to_string(vigil_local::repo_template()).expect("template");
+    // Each top-level resource's block of text.
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in template.lines() {
+        let top = line
+            .strip_prefix("  ")
+            .filter(|l| !l.starts_with(' ') && !l.starts_with('#'))
+            .and_then(|l| l.strip_suffix(':'));
+        match top {
+            Some(id) => blocks.push((id.to_owned(), String::new())),
+            None => {
+                if let Some((_, text)) = blocks.last_mut() {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    let using = |action: &str, resource: &str| -> BTreeSet<String> {
+        blocks
+            .iter()
+            .filter(|(id, text)| {
+                id.ends_with("Function") && text.contains(action) && text.contains(resource)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    assert_eq!(
+        using("kms:GenerateMac", "SubjectLookupKey.Arn"),
+        BTreeSet::from(["IngestFunction".to_owned(), "PrivacyFunction".to_owned()])
+    );
+    assert_eq!(
+        using("kms:GenerateDataKey", "SubjectContactKey.Arn"),
+        BTreeSet::from(["PrivacyFunction".to_owned()])
+    );
+    // And the keys themselves refuse everyone else.
+    let policy = |id: &str| {
+        blocks
+            .iter()
+            .find(|(name, _)| name == id)
+            .map(|(_, text)| text.clone())
+            .unwrap_or_default()
+    };
+    let lookup = policy("SubjectLookupKey");
+    assert!(lookup.contains("Effect: Deny") && lookup.contains("kms:GenerateMac"));
+    assert!(lookup.contains("IngestFunctionRole*") && lookup.contains("PrivacyFunctionRole*"));
+    let contact = policy("SubjectContactKey");
+    assert!(contact.contains("Effect: Deny") && contact.contains("PrivacyFunctionRole*"));
+    assert!(!contact.contains("IngestFunctionRole"));
+}

@@ -151,6 +151,8 @@ impl RightsTables {
                     Err(Cancelled::Other(e) | Cancelled::Failed(e)) => return Err(e),
                 }
             }
+            // Every chunk applied as read: nothing left (no second read to confirm).
+            return Ok(Pass::Done);
         }
     }
 
