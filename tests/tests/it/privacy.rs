@@ -473,6 +473,13 @@ async fn an_objection_excludes_the_person_from_that_purpose_only() {
             .all(|e| s(e, "withheld") == Some("alerting")),
         "the alerting objection stays"
     );
+    // The audit trail names requests, never the person.
+    let (_, lookup) = identity_of(&stack, "ada-call-0").await;
+    let audit = format!("{:?}", stack.scan("AuditTable").await);
+    assert!(audit.contains("privacy.objection"));
+    for trace in [ADA.user, pseudonym.as_str(), lookup.as_str()] {
+        assert!(!audit.contains(trace), "the audit trail names the person");
+    }
     // The subject's state is in the sparse index the jobs read.
     let subjects = stack.scan("SubjectsTable").await;
     let record = subjects
@@ -1167,5 +1174,62 @@ async fn a_restore_drill_erases_again_what_was_erased_after_the_backup() {
         serde_json::from_slice::<Value>(&out).expect("json"),
         json!({"erased_again": 0})
     );
+    stack.shutdown().await;
+}
+
+async fn open_requests(stack: &TestStack, key: &str) -> Value {
+    let (status, page) = stack
+        .call(
+            Method::GET,
+            "/v1/privacy/requests?state=in_progress",
+            Some(key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page
+}
+
+/// Days added to the privacy function's clock (see `shifted_clock`).
+static CLOCK_SHIFT_DAYS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn shifted_clock() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+        + time::Duration::days(CLOCK_SHIFT_DAYS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+#[tokio::test]
+async fn an_open_request_past_its_due_date_is_flagged_overdue() {
+    let mut registry = Registry::standard();
+    registry.register("vigil-privacy", |c| async move {
+        let mut deps = vigil_privacy::Deps::connect(&c).await?;
+        deps.inline_budget = Duration::ZERO;
+        deps.clock = shifted_clock;
+        Ok::<_, vigil_privacy::InitError>(deps)
+    });
+    let stack = TestStack::start_with(&vigil_local::repo_template(), &registry).await;
+    let key = seeded(&stack).await;
+    let (status, open) = request(
+        &stack,
+        &key,
+        json!({"type": "erasure", "subject": ADA.user}),
+    )
+    .await;
+    assert_eq!(status, 202, "{open}");
+    let page = open_requests(&stack, &key).await;
+    assert_eq!(
+        (
+            page["overdue"].clone(),
+            page["requests"][0]["overdue"].clone()
+        ),
+        (json!(0), json!(false))
+    );
+    // 32 days later, still open: past its due date (one month after receipt).
+    CLOCK_SHIFT_DAYS.store(32, std::sync::atomic::Ordering::Relaxed);
+    let page = open_requests(&stack, &key).await;
+    CLOCK_SHIFT_DAYS.store(0, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(page["overdue"], 1);
+    assert_eq!(page["requests"][0]["overdue"], true);
+    assert_eq!(page["requests"][0]["id"], open["id"]);
     stack.shutdown().await;
 }
