@@ -214,8 +214,19 @@ impl<A: AuditLog> Rights<A> {
                 now,
             )
             .await?;
-        self.process(actor, &request, Some(&spec), deadline, now)
-            .await?;
+        // Received and recorded: from here a failure leaves it open for the
+        // scheduled resume (202), never lost.
+        if let Err(error) = self
+            .process(actor, &request, Some(&spec), deadline, now)
+            .await
+        {
+            tracing::warn!(
+                request = %request.id,
+                code = error.code(),
+                detail = ?error.detail(),
+                "privacy request left open after a failure; the resume continues it"
+            );
+        }
         Ok(self
             .requests
             .get(tenant, &request.id)

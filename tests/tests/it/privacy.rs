@@ -1233,3 +1233,57 @@ async fn an_open_request_past_its_due_date_is_flagged_overdue() {
     assert_eq!(page["requests"][0]["id"], open["id"]);
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn storage_faults_never_lose_a_request() {
+    let stack = TestStack::start().await;
+    let key = seeded(&stack).await;
+    // The subject cannot be read: a 500, and nothing is stored.
+    let before = stack.scan("PrivacyTable").await.len();
+    stack.proxy.inject("GetItem", Fault::AccessDenied, Some(1));
+    let (status, out) = request(&stack, &key, json!({"type": "access", "subject": ADA.user})).await;
+    assert_eq!(status, 500, "{out}");
+    assert!(out["request_id"].is_string());
+    assert_eq!(
+        stack.scan("PrivacyTable").await.len(),
+        before,
+        "nothing stored"
+    );
+    // Throttled: the SDK's retries absorb it.
+    stack.proxy.inject("GetItem", Fault::Throttle, Some(1));
+    let (status, out) = request(
+        &stack,
+        &key,
+        json!({"type": "restriction", "subject": BOB.user}),
+    )
+    .await;
+    assert_eq!(status, 201, "{out}");
+    // The bundle cannot be written: the request is received and stays open (202).
+    stack.proxy.inject("s3:PUT", Fault::ServerError, None);
+    let (status, out) = request(&stack, &key, json!({"type": "access", "subject": ADA.user})).await;
+    stack.proxy.clear_faults();
+    assert_eq!(
+        (status, out["state"].as_str()),
+        (202, Some("in_progress")),
+        "{out}"
+    );
+    let id = out["id"].as_str().expect("id").to_owned();
+    // The scheduled resume finishes it.
+    let run = stack
+        .local_api()
+        .invoke("PrivacyFunction", json!({}))
+        .await
+        .expect("resume");
+    assert_eq!(run["still_open"], 0, "{run}");
+    let (_, shown) = stack
+        .call(
+            Method::GET,
+            &format!("/v1/privacy/requests/{id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(shown["state"], "completed", "{shown}");
+    assert_eq!(shown["download"]["files"].as_array().map(Vec::len), Some(2));
+    stack.shutdown().await;
+}
