@@ -980,6 +980,17 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
             "no value echoed"
         );
     }
+    // Another tenant's request id: 404, as if it did not exist.
+    let done = completed(&stack, &key, json!({"type": "access", "subject": ADA.user})).await;
+    let id = done["id"].as_str().expect("id");
+    let (status, _) = stack
+        .call(Method::GET, &format!("/v1/privacy/requests/{id}"), Some(&other), None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, theirs) = stack
+        .call(Method::GET, "/v1/privacy/requests", Some(&other), None)
+        .await;
+    assert_eq!(theirs["requests"], json!([]), "another tenant lists none of ours");
     // Malformed JSON and an oversized body.
     let response = stack
         .http
@@ -998,7 +1009,7 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
         stack.scan("PrivacyTable").await.len(),
         stack.scan("SubjectsTable").await,
     );
-    assert_eq!(before.0, after.0, "no request was stored");
+    assert_eq!(before.0 + 1, after.0, "no request was stored but the one access");
     assert_eq!(before.1.len(), after.1.len(), "no subject was created");
     stack.shutdown().await;
 }
