@@ -24,6 +24,9 @@ pub enum CryptoError {
     BadMacLength(usize),
     #[error("KMS could not generate or unwrap a data key: {0}")]
     DataKey(String),
+    /// Throttled, timed out or a KMS 5xx: a retry can succeed.
+    #[error("KMS is unavailable for data keys: {0}")]
+    DataKeyUnavailable(String),
     #[error("sealed fields could not be opened (wrong context or altered)")]
     Unsealable,
 }

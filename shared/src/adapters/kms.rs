@@ -89,6 +89,39 @@ pub struct ContactKeys {
     key_id: String,
 }
 
+/// A KMS failure, retryable (throttling, timeouts, 5xx) or not.
+fn data_key_error<E>(
+    error: aws_sdk_kms::error::SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
+) -> CryptoError
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+    let retryable = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            service.raw().status().as_u16() >= 500
+                || matches!(
+                    service.err().code(),
+                    Some(
+                        "ThrottlingException"
+                            | "KMSInternalException"
+                            | "DependencyTimeoutException"
+                    )
+                )
+        }
+        _ => false,
+    };
+    let detail = DisplayErrorContext(error).to_string();
+    if retryable {
+        CryptoError::DataKeyUnavailable(detail)
+    } else {
+        CryptoError::DataKey(detail)
+    }
+}
+
 fn context(tenant: &TenantId, subject: &SubjectId) -> HashMap<String, String> {
     HashMap::from([
         ("tenant".to_owned(), tenant.as_str().to_owned()),
@@ -118,7 +151,7 @@ impl ContactKeys {
             .set_encryption_context(Some(context(tenant, subject)))
             .send()
             .await
-            .map_err(|e| CryptoError::DataKey(DisplayErrorContext(e).to_string()))?;
+            .map_err(data_key_error)?;
         match (out.plaintext, out.ciphertext_blob) {
             (Some(plain), Some(wrapped)) => Ok((plain.into_inner(), wrapped.into_inner())),
             _ => Err(CryptoError::DataKey("no key in the answer".into())),
@@ -140,7 +173,7 @@ impl ContactKeys {
             .set_encryption_context(Some(context(tenant, subject)))
             .send()
             .await
-            .map_err(|e| CryptoError::DataKey(DisplayErrorContext(e).to_string()))?;
+            .map_err(data_key_error)?;
         out.plaintext
             .map(Blob::into_inner)
             .ok_or_else(|| CryptoError::DataKey("no key in the answer".into()))

@@ -54,8 +54,16 @@ pub struct Actor<'a> {
     pub request_id: &'a str,
 }
 
+/// KMS throttled or unavailable: 503 with Retry-After; anything else: 500.
 fn crypto(error: CryptoError) -> ApiError {
-    ApiError::Internal(error.to_string())
+    match error {
+        CryptoError::DataKeyUnavailable(detail) => ApiError::Unavailable(StoreError::failed(
+            "kms",
+            crate::ports::FailureKind::Retryable,
+            detail,
+        )),
+        other => ApiError::Internal(other.to_string()),
+    }
 }
 
 fn rfc3339(time: OffsetDateTime) -> String {

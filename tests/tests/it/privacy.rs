@@ -984,13 +984,22 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     let done = completed(&stack, &key, json!({"type": "access", "subject": ADA.user})).await;
     let id = done["id"].as_str().expect("id");
     let (status, _) = stack
-        .call(Method::GET, &format!("/v1/privacy/requests/{id}"), Some(&other), None)
+        .call(
+            Method::GET,
+            &format!("/v1/privacy/requests/{id}"),
+            Some(&other),
+            None,
+        )
         .await;
     assert_eq!(status, 404);
     let (_, theirs) = stack
         .call(Method::GET, "/v1/privacy/requests", Some(&other), None)
         .await;
-    assert_eq!(theirs["requests"], json!([]), "another tenant lists none of ours");
+    assert_eq!(
+        theirs["requests"],
+        json!([]),
+        "another tenant lists none of ours"
+    );
     // Malformed JSON and an oversized body.
     let response = stack
         .http
@@ -1009,7 +1018,11 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
         stack.scan("PrivacyTable").await.len(),
         stack.scan("SubjectsTable").await,
     );
-    assert_eq!(before.0 + 1, after.0, "no request was stored but the one access");
+    assert_eq!(
+        before.0 + 1,
+        after.0,
+        "no request was stored but the one access"
+    );
     assert_eq!(before.1.len(), after.1.len(), "no subject was created");
     stack.shutdown().await;
 }
@@ -1296,5 +1309,45 @@ async fn storage_faults_never_lose_a_request() {
         .await;
     assert_eq!(shown["state"], "completed", "{shown}");
     assert_eq!(shown["download"]["files"].as_array().map(Vec::len), Some(2));
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn contact_fields_wait_for_kms_rather_than_fail_or_store_in_clear() {
+    let stack = TestStack::start().await;
+    let key = stack.issue_key(TENANT, &[Scope::Privacy]).await;
+    // KMS keeps failing with a 5xx: 503 with Retry-After, nothing sealed.
+    stack
+        .proxy
+        .inject("GenerateDataKey", Fault::ServerError, None);
+    let response = stack
+        .http
+        .put(format!("{}/v1/subjects/{}", stack.api, ADA.user))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(json!({"email": ADA.email}).to_string())
+        .send()
+        .await
+        .expect("send");
+    stack.proxy.clear_faults();
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let subjects = stack.scan("SubjectsTable").await;
+    assert!(subjects.iter().all(|r| !r.contains_key("sealed_fields")));
+    assert!(!format!("{subjects:?}").contains(ADA.email));
+    // KMS back: the retry stores them.
+    let (status, out) = stack
+        .call(
+            Method::PUT,
+            &format!("/v1/subjects/{}", ADA.user),
+            Some(&key),
+            Some(&json!({"email": ADA.email})),
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "the subject was created by the first try: {out}"
+    );
+    assert_eq!(out["fields_changed"], json!(["email"]));
     stack.shutdown().await;
 }
