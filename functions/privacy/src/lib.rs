@@ -49,6 +49,9 @@ pub const MAX_PAGE: usize = 100;
 pub const REGISTER: &str = include_str!("../../../docs/register-of-processing.json");
 /// Work done inside an API call before answering 202 (API Gateway waits 30 s at most).
 pub const INLINE_BUDGET: Duration = Duration::from_secs(10);
+/// Subjects whose restriction or objections changed this recently are passed
+/// over again by each scheduled run (two runs' worth: one may fail).
+pub const RECHECK_WINDOW: time::Duration = time::Duration::minutes(15);
 /// A scheduled resume's budget, of the function's 60 s timeout.
 pub const JOB_BUDGET: Duration = Duration::from_secs(45);
 
@@ -107,6 +110,8 @@ pub struct ResumeReport {
     pub continued: usize,
     /// Still open after this run (out of time: the next run continues).
     pub still_open: usize,
+    /// Subjects whose state changed within `RECHECK_WINDOW`, passed over again.
+    pub rechecked: usize,
     pub failed: usize,
 }
 
@@ -164,10 +169,17 @@ pub async fn resume(deps: &Deps, run: ResumeRun) -> Result<ResumeReport, ResumeE
             key_id: "privacy-resume",
             request_id: "scheduled",
         };
-        match deps.rights.resume(&actor, deadline, (deps.clock)()).await {
-            Ok((continued, still_open)) => {
+        let now = (deps.clock)();
+        let resumed = deps.rights.resume(&actor, deadline, now).await;
+        let rechecked = deps
+            .rights
+            .recheck(tenant, now - RECHECK_WINDOW, deadline, now)
+            .await;
+        match resumed.and_then(|r| rechecked.map(|c| (r, c))) {
+            Ok(((continued, still_open), rechecked)) => {
                 report.continued += continued;
                 report.still_open += still_open;
+                report.rechecked += rechecked;
             }
             Err(error) => {
                 report.failed += 1;
@@ -179,6 +191,7 @@ pub async fn resume(deps: &Deps, run: ResumeRun) -> Result<ResumeReport, ResumeE
         tenants = report.tenants,
         continued = report.continued,
         still_open = report.still_open,
+        rechecked = report.rechecked,
         failed = report.failed,
         "privacy resume run"
     );

@@ -96,7 +96,7 @@ fn data_key_error<E>(
 where
     E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
-    use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+    use aws_sdk_kms::error::SdkError;
     let retryable = match &error {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             true

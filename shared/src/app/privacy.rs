@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::audit::draft;
 use crate::adapters::dynamo::privacy::{Closing, Opening, StoredRequest};
-use crate::adapters::dynamo::rights::Pass;
+use crate::adapters::dynamo::rights::{Pass, RECHECK};
 use crate::adapters::dynamo::subjects::{SealedBlob, SubjectRecord};
 use crate::adapters::dynamo::{PrivacyTable, RightsTables, SubjectTable};
 use crate::adapters::kms::ContactKeys;
@@ -682,6 +682,33 @@ impl<A: AuditLog> Rights<A> {
             }
         }
         Ok((open.len(), still_open))
+    }
+
+    /// Passes again over every subject whose restriction or objections changed
+    /// since `since`: an event ingested at the very moment of the change, with
+    /// the state read just before it, is withheld (or counted) as the state now
+    /// says. Returns the subjects re-checked.
+    pub async fn recheck(
+        &self,
+        tenant: &TenantId,
+        since: OffsetDateTime,
+        deadline: Instant,
+        now: OffsetDateTime,
+    ) -> Result<usize, ApiError> {
+        let changed = self.subjects.changed_since(tenant, since).await?;
+        let mut checked = 0;
+        for (subject, state) in changed {
+            // An erasure in progress deals with its subject's events itself.
+            if state.erased_at.is_some() || Instant::now() >= deadline {
+                continue;
+            }
+            let id = format!("{RECHECK}{}", subject.as_str());
+            self.effects
+                .withhold(tenant, &id, &subject, &withheld(&state), deadline, now)
+                .await?;
+            checked += 1;
+        }
+        Ok(checked)
     }
 
     /// The restore drill: after a table is restored from a backup, erases again

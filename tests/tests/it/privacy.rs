@@ -1351,3 +1351,76 @@ async fn contact_fields_wait_for_kms_rather_than_fail_or_store_in_clear() {
     assert_eq!(out["fields_changed"], json!(["email"]));
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_event_ingested_as_the_restriction_began_is_withheld_by_the_next_run() {
+    use vigil_shared::adapters::dynamo::{Dynamo, IngestTables};
+    use vigil_shared::domain::{AccountId, EventData, EventId, StoredEvent, SubjectId, TenantId};
+    use vigil_shared::ports::EventStore;
+    let stack = TestStack::start().await;
+    let key = seeded(&stack).await;
+    let (ada, _) = identity_of(&stack, "ada-call-0").await;
+    completed(
+        &stack,
+        &key,
+        json!({"type": "restriction", "subject": ADA.user}),
+    )
+    .await;
+    assert_eq!(acme_totals(&stack).await["calls"], BOB.calls);
+    // Ingestion read her state just before the restriction and writes after it:
+    // the event is stored counted, as the stale state said.
+    let (db, _) = Dynamo::connect(&stack.config).await;
+    let tables = IngestTables::new(&db, &stack.config).expect("tables");
+    let now = time::OffsetDateTime::now_utc();
+    let event = StoredEvent {
+        id: EventId::parse("ada-racing").expect("id"),
+        time: now - time::Duration::minutes(30),
+        account: AccountId::parse("acme").expect("account"),
+        subject: Some(SubjectId::from_stored(ada.clone())),
+        data: EventData::ApiCall {
+            endpoint: "/v1/pay".into(),
+            method: "POST",
+            status: 200,
+            latency_ms: 40,
+            units: 3,
+        },
+        withheld: Default::default(),
+    };
+    let tenant = TenantId::parse(TENANT).expect("tenant");
+    let recorded = tables
+        .record_events(&tenant, &[event], Default::default(), now)
+        .await;
+    assert_eq!(recorded, vec![vigil_shared::ports::Recorded::Counted]);
+    assert_eq!(
+        acme_totals(&stack).await["calls"],
+        BOB.calls + 1,
+        "counted by mistake"
+    );
+    // The next scheduled run passes over subjects whose state just changed.
+    let run = stack
+        .local_api()
+        .invoke("PrivacyFunction", json!({}))
+        .await
+        .expect("run");
+    assert_eq!(run["rechecked"], 1, "{run}");
+    assert_eq!(acme_totals(&stack).await["calls"], BOB.calls);
+    assert_eq!(stack.counted_calls().await, BOB.calls as u64);
+    let events = stack.scan("EventsTable").await;
+    let racing = events
+        .iter()
+        .find(|e| s(e, "sk") == Some("E#ada-racing"))
+        .expect("stored");
+    assert_eq!(
+        s(racing, "withheld"),
+        Some("analytics,alerting,model_training")
+    );
+    // A second run finds nothing to change.
+    let again = stack
+        .local_api()
+        .invoke("PrivacyFunction", json!({}))
+        .await
+        .expect("run");
+    assert_eq!(again["rechecked"], 1);
+    assert_eq!(acme_totals(&stack).await["calls"], BOB.calls);
+    stack.shutdown().await;
+}

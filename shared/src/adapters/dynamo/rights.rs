@@ -32,6 +32,9 @@ use crate::ports::StoreError;
 /// Events per transaction: each needs its own write and may need its copy's,
 /// plus four rollup updates and the request's progress (2 x 47 + 5 = 99).
 pub const EVENTS_PER_CHUNK: usize = 47;
+/// The "request id" of a re-check (no request's progress is counted).
+pub const RECHECK: &str = "recheck:";
+
 /// Re-reads after cancelled chunks before giving up (another run is at work).
 const MAX_ROUNDS: u32 = 8;
 
@@ -246,10 +249,13 @@ impl RightsTables {
                     .change_actions(tenant, &delta, Change::Add, now)?,
             );
         }
-        actions.push(
-            self.privacy
-                .progress_action(tenant, request_id, chunk.len() as u64)?,
-        );
+        // A re-check after a state change has no request to count for.
+        if !request_id.starts_with(RECHECK) {
+            actions.push(
+                self.privacy
+                    .progress_action(tenant, request_id, chunk.len() as u64)?,
+            );
+        }
         Ok(actions)
     }
 }

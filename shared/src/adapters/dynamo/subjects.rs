@@ -440,6 +440,31 @@ impl SubjectTable {
     }
 }
 
+impl SubjectTable {
+    /// Subjects whose state is not the default and changed at `since` or
+    /// later, by the sparse `by_state` index: what a re-check passes over again.
+    pub async fn changed_since(
+        &self,
+        tenant: &TenantId,
+        since: OffsetDateTime,
+    ) -> Result<Vec<(SubjectId, SubjectState)>, StoreError> {
+        let pk = keys::state_index_pk(tenant);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .query_index(&self.name, keys::BY_STATE, keys::STATE_KEY, pk)
+            .await?
+        {
+            if time_of(&item, "state_updated_at").is_some_and(|at| at >= since) {
+                let subject =
+                    text(&item, "subject_id").ok_or_else(|| StoreError::corrupt("subject"))?;
+                out.push((SubjectId::from_stored(subject), subject_state(&item)));
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// A subject's state as stored (absent attributes: the default).
 fn subject_state(item: &Item) -> SubjectState {
     SubjectState {
