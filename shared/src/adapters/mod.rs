@@ -1,6 +1,7 @@
 //! The only code that speaks to AWS services: one DynamoDB adapter per port
-//! (`dynamo::<thing>`) over one set of helpers, the KMS key derivation, and the
-//! S3 bucket that anchors the audit trail.
+//! (`dynamo::<thing>`) over one set of helpers, KMS (the lookup secrets and the
+//! data keys of sealed contact fields), and S3 (the bucket that anchors the
+//! audit trail, the data bucket of access and portability bundles).
 
 pub mod dynamo;
 pub mod kms;

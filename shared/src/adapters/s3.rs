@@ -17,6 +17,15 @@ use crate::domain::TenantId;
 use crate::keys;
 use crate::ports::{AnchorStore, StoreError};
 
+/// The S3 client of `config`: the emulator answers on one host name, so
+/// path-style addressing when an endpoint is set.
+fn client(sdk: &SdkConfig, config: &Config) -> Client {
+    let s3 = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(config.endpoint_url.is_some())
+        .build();
+    Client::from_conf(s3)
+}
+
 #[derive(Debug, Clone)]
 pub struct AnchorBucket {
     client: Client,
@@ -25,14 +34,9 @@ pub struct AnchorBucket {
 
 impl AnchorBucket {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Result<Self, ConfigError> {
-        let bucket = config.require(Setting::AuditAnchorBucket)?.to_owned();
-        // The emulator answers on one host name: path-style addressing.
-        let s3 = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(config.endpoint_url.is_some())
-            .build();
         Ok(Self {
-            client: Client::from_conf(s3),
-            bucket,
+            client: client(sdk, config),
+            bucket: config.require(Setting::AuditAnchorBucket)?.to_owned(),
         })
     }
 }
@@ -124,13 +128,9 @@ pub struct DataBucket {
 
 impl DataBucket {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Result<Self, ConfigError> {
-        let bucket = config.require(Setting::DataBucket)?.to_owned();
-        let s3 = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(config.endpoint_url.is_some())
-            .build();
         Ok(Self {
-            client: Client::from_conf(s3),
-            bucket,
+            client: client(sdk, config),
+            bucket: config.require(Setting::DataBucket)?.to_owned(),
         })
     }
 

@@ -209,19 +209,7 @@ impl<A: AuditLog> Rights<A> {
                 "a request of this type is already open for this subject",
             ));
         }
-        self.audit
-            .append(
-                tenant,
-                draft(
-                    actor.key_id,
-                    &format!("privacy.{}", spec.kind.as_str()),
-                    Some(&request.id),
-                    actor.request_id,
-                    "received",
-                ),
-                now,
-            )
-            .await?;
+        self.audit_step(actor, &request, "received", now).await?;
         // Received and recorded: from here a failure leaves it open for the
         // scheduled resume (202), never lost.
         if let Err(error) = self
@@ -415,6 +403,25 @@ impl<A: AuditLog> Rights<A> {
         self.complete(actor, request, outcome, erased, now).await
     }
 
+    /// The audit entry of a step of a request: `privacy.<type>`, by request id only.
+    async fn audit_step(
+        &self,
+        actor: &Actor<'_>,
+        request: &StoredRequest,
+        outcome: &str,
+        now: OffsetDateTime,
+    ) -> Result<crate::domain::audit::AuditEntry, StoreError> {
+        let action = format!("privacy.{}", request.kind.as_str());
+        let entry = draft(
+            actor.key_id,
+            &action,
+            Some(&request.id),
+            actor.request_id,
+            outcome,
+        );
+        self.audit.append(actor.tenant, entry, now).await
+    }
+
     async fn events_done(&self, tenant: &TenantId, id: &str) -> Result<u64, StoreError> {
         Ok(self
             .requests
@@ -431,20 +438,7 @@ impl<A: AuditLog> Rights<A> {
         forget_subject: bool,
         now: OffsetDateTime,
     ) -> Result<(), ApiError> {
-        let entry = self
-            .audit
-            .append(
-                actor.tenant,
-                draft(
-                    actor.key_id,
-                    &format!("privacy.{}", request.kind.as_str()),
-                    Some(&request.id),
-                    actor.request_id,
-                    "completed",
-                ),
-                now,
-            )
-            .await?;
+        let entry = self.audit_step(actor, request, "completed", now).await?;
         let receipt = Receipt::new(
             &request.id,
             request.kind,
@@ -473,19 +467,7 @@ impl<A: AuditLog> Rights<A> {
         reason: &str,
         now: OffsetDateTime,
     ) -> Result<(), ApiError> {
-        self.audit
-            .append(
-                actor.tenant,
-                draft(
-                    actor.key_id,
-                    &format!("privacy.{}", request.kind.as_str()),
-                    Some(&request.id),
-                    actor.request_id,
-                    "rejected",
-                ),
-                now,
-            )
-            .await?;
+        self.audit_step(actor, request, "rejected", now).await?;
         self.requests
             .close(actor.tenant, request, Closing::Rejected(reason), false, now)
             .await?;

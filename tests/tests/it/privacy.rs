@@ -88,6 +88,18 @@ async fn request(stack: &TestStack, key: &str, body: Value) -> (u16, Value) {
         .await
 }
 
+/// `GET /v1/privacy/requests/{id}`.
+async fn show(stack: &TestStack, key: &str, id: impl std::fmt::Display) -> (u16, Value) {
+    stack
+        .call(
+            Method::GET,
+            &format!("/v1/privacy/requests/{id}"),
+            Some(key),
+            None,
+        )
+        .await
+}
+
 async fn completed(stack: &TestStack, key: &str, body: Value) -> Value {
     let (status, out) = request(stack, key, body).await;
     assert_eq!(status, 201, "{out}");
@@ -712,14 +724,7 @@ async fn requests_are_listed_with_due_dates_and_filtered_by_state() {
         .await;
     assert_eq!(open["requests"], json!([]));
     let id = out["id"].as_str().expect("id");
-    let (status, shown) = stack
-        .call(
-            Method::GET,
-            &format!("/v1/privacy/requests/{id}"),
-            Some(&key),
-            None,
-        )
-        .await;
+    let (status, shown) = show(&stack, &key, &id).await;
     assert_eq!(status, 200);
     assert_eq!(shown["receipt"], out["receipt"]);
     stack.shutdown().await;
@@ -777,14 +782,7 @@ async fn a_long_erasure_finishes_asynchronously_and_survives_an_interruption() {
         "an interrupted run fails, so it is retried and seen"
     );
     stack.proxy.clear_faults();
-    let (_, shown) = stack
-        .call(
-            Method::GET,
-            &format!("/v1/privacy/requests/{id}"),
-            Some(&key),
-            None,
-        )
-        .await;
+    let (_, shown) = show(&stack, &key, &id).await;
     assert_eq!(shown["state"], "in_progress");
     assert_eq!(
         acme_totals(&stack).await["calls"],
@@ -798,14 +796,7 @@ async fn a_long_erasure_finishes_asynchronously_and_survives_an_interruption() {
         api.invoke("PrivacyFunction", json!({})),
     );
     assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
-    let (_, shown) = stack
-        .call(
-            Method::GET,
-            &format!("/v1/privacy/requests/{id}"),
-            Some(&key),
-            None,
-        )
-        .await;
+    let (_, shown) = show(&stack, &key, &id).await;
     assert_eq!(shown["state"], "completed", "{shown}");
     assert_eq!(shown["events_done"], ADA.calls + 4);
     assert_eq!(shown["receipt"]["outcome"]["events"], ADA.calls + 4);
@@ -1299,14 +1290,7 @@ async fn storage_faults_never_lose_a_request() {
         .await
         .expect("resume");
     assert_eq!(run["still_open"], 0, "{run}");
-    let (_, shown) = stack
-        .call(
-            Method::GET,
-            &format!("/v1/privacy/requests/{id}"),
-            Some(&key),
-            None,
-        )
-        .await;
+    let (_, shown) = show(&stack, &key, &id).await;
     assert_eq!(shown["state"], "completed", "{shown}");
     assert_eq!(shown["download"]["files"].as_array().map(Vec::len), Some(2));
     stack.shutdown().await;

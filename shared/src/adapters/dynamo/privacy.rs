@@ -260,22 +260,26 @@ impl PrivacyTable {
         })
     }
 
-    /// Every request naming the subject (its pseudonym).
-    pub async fn subject_requests(
+    /// A query of one kind of item of the tenant's partition (`R#`, `O#`, `X#`).
+    fn kind_query(
         &self,
         tenant: &TenantId,
-        subject: &SubjectId,
-    ) -> Result<Vec<StoredRequest>, StoreError> {
-        let query = self
-            .db
+        prefix: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.db
             .client
             .query()
             .table_name(&self.name)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :r)")
-            .filter_expression("subject_ref = :subject")
+            .key_condition_expression("pk = :pk AND begins_with(sk, :kind)")
             .expression_attribute_values(":pk", s(keys::privacy_pk(tenant)))
-            .expression_attribute_values(":r", s(keys::REQUEST_SK_PREFIX))
-            .expression_attribute_values(":subject", s(subject.as_str()));
+            .expression_attribute_values(":kind", s(prefix))
+    }
+
+    /// Every request a query returns.
+    async fn requests(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<StoredRequest>, StoreError> {
         self.db
             .query(query, None)
             .await?
@@ -284,26 +288,28 @@ impl PrivacyTable {
             .collect()
     }
 
+    /// Every request naming the subject (its pseudonym).
+    pub async fn subject_requests(
+        &self,
+        tenant: &TenantId,
+        subject: &SubjectId,
+    ) -> Result<Vec<StoredRequest>, StoreError> {
+        let query = self
+            .kind_query(tenant, keys::REQUEST_SK_PREFIX)
+            .filter_expression("subject_ref = :subject")
+            .expression_attribute_values(":subject", s(subject.as_str()));
+        self.requests(query).await
+    }
+
     /// Every open request of the tenant (what a resumed run continues).
     pub async fn open_requests(&self, tenant: &TenantId) -> Result<Vec<StoredRequest>, StoreError> {
         let query = self
-            .db
-            .client
-            .query()
-            .table_name(&self.name)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :r)")
+            .kind_query(tenant, keys::REQUEST_SK_PREFIX)
             .filter_expression("#state IN (:received, :progress)")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":pk", s(keys::privacy_pk(tenant)))
-            .expression_attribute_values(":r", s(keys::REQUEST_SK_PREFIX))
             .expression_attribute_values(":received", s(RequestState::Received.as_str()))
             .expression_attribute_values(":progress", s(RequestState::InProgress.as_str()));
-        self.db
-            .query(query, None)
-            .await?
-            .iter()
-            .map(request_of)
-            .collect()
+        self.requests(query).await
     }
 
     /// Received -> in progress (no-op if it already is).
@@ -545,14 +551,7 @@ impl PrivacyTable {
         tenant: &TenantId,
         now: OffsetDateTime,
     ) -> Result<Vec<(String, OffsetDateTime)>, StoreError> {
-        let query = self
-            .db
-            .client
-            .query()
-            .table_name(&self.name)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :x)")
-            .expression_attribute_values(":pk", s(keys::privacy_pk(tenant)))
-            .expression_attribute_values(":x", s(keys::MARKER_SK_PREFIX));
+        let query = self.kind_query(tenant, keys::MARKER_SK_PREFIX);
         Ok(self
             .db
             .query(query, None)

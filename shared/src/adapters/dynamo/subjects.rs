@@ -176,6 +176,20 @@ impl SubjectTable {
         Ok((record, true))
     }
 
+    /// An update of an existing record (refused, not created, if there is none).
+    fn update_existing(
+        &self,
+        tenant: &TenantId,
+        lookup: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.db
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(keys::PK, s(keys::subject_pk(tenant, lookup)))
+            .condition_expression("attribute_exists(pk)")
+    }
+
     /// Replaces the sealed fields (the record must exist).
     pub async fn put_sealed(
         &self,
@@ -187,15 +201,10 @@ impl SubjectTable {
         let bytes =
             |b: &Vec<u8>| AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(b.clone()));
         let result = self
-            .db
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(keys::PK, s(keys::subject_pk(tenant, lookup)))
+            .update_existing(tenant, lookup)
             .update_expression(
                 "SET sealed_fields = :f, sealed_nonce = :n, sealed_key = :k, sealed_at = :now",
             )
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":f", bytes(&sealed.ciphertext))
             .expression_attribute_values(":n", bytes(&sealed.nonce))
             .expression_attribute_values(":k", bytes(&sealed.wrapped_key))
@@ -214,13 +223,8 @@ impl SubjectTable {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let result = self
-            .db
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(keys::PK, s(keys::subject_pk(tenant, lookup)))
+            .update_existing(tenant, lookup)
             .update_expression("SET directive = :d, directive_at = :now")
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":d", s(directive.as_str()))
             .expression_attribute_values(":now", timestamp(now))
             .send()
@@ -236,13 +240,8 @@ impl SubjectTable {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let result = self
-            .db
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(keys::PK, s(keys::subject_pk(tenant, lookup)))
+            .update_existing(tenant, lookup)
             .update_expression("SET deceased_at = if_not_exists(deceased_at, :now)")
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":now", timestamp(now))
             .send()
             .await;
