@@ -3,7 +3,8 @@
 //! accepted events round-trip; minimisation lets no unlisted field and no
 //! e-mail address through, whatever the nesting or encoding; keys start with
 //! the tenant and never collide; the audit chain catches any single change,
-//! deletion, swap or truncation. No emulator: these run in milliseconds each.
+//! deletion, swap or truncation; privacy requests fall due one calendar month
+//! after receipt; suppression markers hide the lookup key. No emulator: these run in milliseconds each.
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -317,5 +318,61 @@ proptest! {
         }
         let report = verify_anchored(&tenant, &tampered, None, &anchors, VerifyMode::Full, NOW);
         prop_assert!(!report.intact, "kind {kind} at {i} of {n} went unseen");
+    }
+}
+
+/// Days in a month of the proleptic Gregorian calendar, computed apart from the
+/// `time` crate the code uses.
+fn days_in(year: i32, month: u8) -> u8 {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Art. 12(3): due the same day of the next month at the same time, or the
+    /// last day of that month when it is shorter; never before 28 days, never
+    /// after 31.
+    #[test]
+    fn a_request_is_due_one_calendar_month_after_receipt(
+        day in 0i64..60_000,
+        second in 0i64..86_400,
+    ) {
+        use vigil_shared::domain::privacy::due_date;
+        let received = datetime!(1970-01-01 0:00 UTC)
+            + time::Duration::days(day)
+            + time::Duration::seconds(second);
+        let due = due_date(received);
+        let (year, month) = match u8::from(received.month()) {
+            12 => (received.year() + 1, 1),
+            m => (received.year(), m + 1),
+        };
+        prop_assert_eq!((due.year(), u8::from(due.month())), (year, month));
+        prop_assert_eq!(due.day(), received.day().min(days_in(year, month)));
+        prop_assert_eq!(due.time(), received.time());
+        prop_assert!((28..=31).contains(&(due - received).whole_days()));
+    }
+
+    /// A suppression marker never holds the lookup key it is made from, and a
+    /// receipt's digest changes with its content.
+    #[test]
+    fn markers_hide_the_lookup_key_and_digests_follow_receipts(
+        lookup in "v[1-9]\\.[0-9a-f]{64}",
+        events in 0u64..1_000_000,
+    ) {
+        use vigil_shared::domain::privacy::{suppression_marker, Outcome, Receipt, RequestType};
+        let outcome = Outcome { events: Some(events), ..Outcome::default() };
+        let receipt = Receipt::new("pr_1", RequestType::Erasure, "a", "b", outcome, 1, "00");
+        let marker = suppression_marker(&lookup);
+        prop_assert!(!marker.contains(&lookup[3..]) && marker.len() == 64);
+        let mut changed = receipt.clone();
+        changed.outcome.events = Some(events + 1);
+        prop_assert_ne!(changed.compute_digest(), receipt.digest);
     }
 }
