@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::audit::draft;
 use crate::adapters::dynamo::privacy::{Closing, Opening, StoredRequest};
-use crate::adapters::dynamo::rights::{Pass, RECHECK};
+use crate::adapters::dynamo::rights::{Pass, Work};
 use crate::adapters::dynamo::subjects::{SealedBlob, SubjectRecord};
 use crate::adapters::dynamo::{PrivacyTable, RightsTables, SubjectTable};
 use crate::adapters::kms::ContactKeys;
@@ -320,7 +320,14 @@ impl<A: AuditLog> Rights<A> {
                 let purposes = withheld(&state);
                 let pass = self
                     .effects
-                    .withhold(tenant, &request.id, subject, &purposes, deadline, now)
+                    .withhold(
+                        tenant,
+                        Work::Request(&request.id),
+                        subject,
+                        &purposes,
+                        deadline,
+                        now,
+                    )
                     .await?;
                 if pass == Pass::OutOfTime {
                     return Ok(());
@@ -684,9 +691,15 @@ impl<A: AuditLog> Rights<A> {
             if state.erased_at.is_some() || Instant::now() >= deadline {
                 continue;
             }
-            let id = format!("{RECHECK}{}", subject.as_str());
             self.effects
-                .withhold(tenant, &id, &subject, &withheld(&state), deadline, now)
+                .withhold(
+                    tenant,
+                    Work::Recheck,
+                    &subject,
+                    &withheld(&state),
+                    deadline,
+                    now,
+                )
                 .await?;
             checked += 1;
         }

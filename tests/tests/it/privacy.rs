@@ -88,6 +88,16 @@ async fn request(stack: &TestStack, key: &str, body: Value) -> (u16, Value) {
         .await
 }
 
+/// A bundle file fetched through its presigned link, as JSON.
+async fn download(url: &str) -> Value {
+    reqwest::get(url)
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// `GET /v1/privacy/requests/{id}`.
 async fn show(stack: &TestStack, key: &str, id: impl std::fmt::Display) -> (u16, Value) {
     stack
@@ -334,12 +344,7 @@ async fn rectification_changes_the_fields_and_records_only_their_names() {
     // The new value is what an access request now returns.
     let access = completed(&stack, &key, json!({"type": "access", "subject": ADA.user})).await;
     let url = access["download"]["files"][0]["url"].as_str().expect("url");
-    let bundle: Value = reqwest::get(url)
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let bundle: Value = download(url).await;
     assert_eq!(
         bundle["subject"]["contact"]["email"],
         "ada@lovelace.example"
@@ -634,12 +639,7 @@ async fn post_mortem_directives_are_applied_when_the_death_is_reported() {
     let url = out["download"]["files"][0]["url"]
         .as_str()
         .expect("a bundle for the heir");
-    let bundle: Value = reqwest::get(url)
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let bundle: Value = download(url).await;
     assert_eq!(
         bundle["subject"]["post_mortem_recipient"]["email"],
         "heir@example.org"

@@ -32,8 +32,24 @@ use crate::ports::StoreError;
 /// Events per transaction: each needs its own write and may need its copy's,
 /// plus four rollup updates and the request's progress (2 x 47 + 5 = 99).
 pub const EVENTS_PER_CHUNK: usize = 47;
-/// The "request id" of a re-check (no request's progress is counted).
-pub const RECHECK: &str = "recheck:";
+/// Whose work a pass is: a request's (the events it handles count in its
+/// progress, in the same transactions) or a re-check after a state change
+/// (no request to count for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work<'a> {
+    Request(&'a str),
+    Recheck,
+}
+
+impl Work<'_> {
+    /// What names this work in transaction tokens.
+    fn label(&self) -> &str {
+        match self {
+            Work::Request(id) => id,
+            Work::Recheck => "recheck",
+        }
+    }
+}
 
 /// Re-reads after cancelled chunks before giving up (another run is at work).
 const MAX_ROUNDS: u32 = 8;
@@ -75,7 +91,7 @@ impl RightsTables {
     pub async fn withhold(
         &self,
         tenant: &TenantId,
-        request_id: &str,
+        work: Work<'_>,
         subject: &SubjectId,
         purposes: &BTreeSet<Purpose>,
         deadline: Instant,
@@ -83,7 +99,7 @@ impl RightsTables {
     ) -> Result<Pass, StoreError> {
         self.pass(
             tenant,
-            request_id,
+            work,
             subject,
             Target::Withhold(purposes),
             deadline,
@@ -101,14 +117,21 @@ impl RightsTables {
         deadline: Instant,
         now: OffsetDateTime,
     ) -> Result<Pass, StoreError> {
-        self.pass(tenant, request_id, subject, Target::Erase, deadline, now)
-            .await
+        self.pass(
+            tenant,
+            Work::Request(request_id),
+            subject,
+            Target::Erase,
+            deadline,
+            now,
+        )
+        .await
     }
 
     async fn pass(
         &self,
         tenant: &TenantId,
-        request_id: &str,
+        work: Work<'_>,
         subject: &SubjectId,
         target: Target<'_>,
         deadline: Instant,
@@ -135,8 +158,8 @@ impl RightsTables {
                 if Instant::now() >= deadline {
                     return Ok(Pass::OutOfTime);
                 }
-                let actions = self.actions(tenant, request_id, &chunk, &target, now)?;
-                let token = chunk_token(request_id, &chunk, &target);
+                let actions = self.actions(tenant, work, &chunk, &target, now)?;
+                let token = chunk_token(work.label(), &chunk, &target);
                 match self.db.transact(actions, token).await {
                     Ok(()) => {}
                     // Changed by another run meanwhile: read again.
@@ -162,7 +185,7 @@ impl RightsTables {
     fn actions(
         &self,
         tenant: &TenantId,
-        request_id: &str,
+        work: Work<'_>,
         chunk: &[&EventRecord],
         target: &Target<'_>,
         now: OffsetDateTime,
@@ -249,11 +272,10 @@ impl RightsTables {
                     .change_actions(tenant, &delta, Change::Add, now)?,
             );
         }
-        // A re-check after a state change has no request to count for.
-        if !request_id.starts_with(RECHECK) {
+        if let Work::Request(id) = work {
             actions.push(
                 self.privacy
-                    .progress_action(tenant, request_id, chunk.len() as u64)?,
+                    .progress_action(tenant, id, chunk.len() as u64)?,
             );
         }
         Ok(actions)
@@ -288,9 +310,9 @@ fn chunks<'a>(todo: &[&'a EventRecord]) -> Vec<Vec<&'a EventRecord>> {
 
 /// Names the chunk's content: the SDK's retries of it are idempotent, a
 /// different chunk never reuses a token.
-fn chunk_token(request_id: &str, chunk: &[&EventRecord], target: &Target<'_>) -> String {
+fn chunk_token(label: &str, chunk: &[&EventRecord], target: &Target<'_>) -> String {
     let mut hash = Sha256::new();
-    hash.update(request_id.as_bytes());
+    hash.update(label.as_bytes());
     match target {
         Target::Erase => hash.update(b"\0erase"),
         Target::Withhold(p) => {

@@ -269,36 +269,32 @@ impl SubjectTable {
     ) -> Result<Vec<(String, SubjectId, Option<OffsetDateTime>)>, StoreError> {
         let prefix = keys::subject_pk(tenant, "");
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .db
-                .client
-                .scan()
-                .table_name(&self.name)
-                .filter_expression("begins_with(pk, :p)")
-                .projection_expression("pk, subject_id, created_at")
-                .expression_attribute_values(":p", s(&prefix))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| failed("Scan", e))?;
-            for item in page.items.unwrap_or_default() {
-                if let (Some(pk), Some(subject)) = (key_of(&item).0, text(&item, "subject_id")) {
+        // Paged as the tenants listing is (`access.rs`): the SDK's paginator.
+        let mut pages = self
+            .db
+            .client
+            .scan()
+            .table_name(&self.name)
+            .filter_expression("begins_with(pk, :p)")
+            .projection_expression("pk, subject_id, created_at")
+            .expression_attribute_values(":p", s(&prefix))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failed("Scan", e))?;
+            for item in page.items() {
+                if let (Some(pk), Some(subject)) = (key_of(item).0, text(item, "subject_id")) {
                     if let Some(lookup) = pk.strip_prefix(&prefix) {
                         out.push((
                             lookup.to_owned(),
                             SubjectId::from_stored(subject),
-                            time_of(&item, "created_at"),
+                            time_of(item, "created_at"),
                         ));
                     }
                 }
             }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
         }
+        Ok(out)
     }
 
     /// Counts the tenant's records per lookup version (rotation status).
