@@ -32,10 +32,17 @@ pub enum Setting {
     ContactKeyId,
     PrivacyTable,
     DataBucket,
+    AlertsTable,
+    /// The EventBridge bus notifications are put on.
+    AlertBus,
+    /// The KMS key that seals webhook signing secrets.
+    WebhookKeyId,
+    /// `true` only on the local stack: webhooks may use plain `http://` to loopback.
+    WebhookAllowLoopback,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 12] = [
+    pub const ALL: [Setting; 16] = [
         Setting::EventsTable,
         Setting::AggregatesTable,
         Setting::SubjectsTable,
@@ -48,6 +55,10 @@ impl Setting {
         Setting::ContactKeyId,
         Setting::PrivacyTable,
         Setting::DataBucket,
+        Setting::AlertsTable,
+        Setting::AlertBus,
+        Setting::WebhookKeyId,
+        Setting::WebhookAllowLoopback,
     ];
 
     pub fn env_name(self) -> &'static str {
@@ -64,6 +75,10 @@ impl Setting {
             Setting::ContactKeyId => "VIGIL_CONTACT_KEY_ID",
             Setting::PrivacyTable => "VIGIL_PRIVACY_TABLE",
             Setting::DataBucket => "VIGIL_DATA_BUCKET",
+            Setting::AlertsTable => "VIGIL_ALERTS_TABLE",
+            Setting::AlertBus => "VIGIL_ALERT_BUS",
+            Setting::WebhookKeyId => "VIGIL_WEBHOOK_KEY_ID",
+            Setting::WebhookAllowLoopback => "VIGIL_WEBHOOK_ALLOW_LOOPBACK",
         }
     }
 
@@ -82,6 +97,10 @@ impl Setting {
             Setting::ContactKeyId => "SubjectContactKey",
             Setting::PrivacyTable => "PrivacyTable",
             Setting::DataBucket => "DataBucket",
+            Setting::AlertsTable => "AlertsTable",
+            Setting::AlertBus => "AlertBus",
+            Setting::WebhookKeyId => "WebhookSecretKey",
+            Setting::WebhookAllowLoopback => "WebhookAllowLoopback",
         }
     }
 

@@ -5,6 +5,8 @@
 //! version: lookup keys read `v<version>.<hex>`, and during a rotation both the
 //! current and the previous version are looked up (docs/decisions/0016).
 //!
+//! Webhook bodies are signed as Standard Webhooks signs them (`webhook_signature`).
+//!
 //! Contact fields are sealed with AES-256-GCM under a data key KMS generates
 //! per write; only the KMS-wrapped data key is stored next to the ciphertext.
 
@@ -15,6 +17,30 @@ use sha2::Sha256;
 use thiserror::Error;
 
 use crate::domain::{SubjectId, TenantId};
+
+/// A webhook signing secret as shown to the tenant once: `whsec_` and the
+/// base64 of 32 random bytes (the HMAC key).
+pub fn new_webhook_secret() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// The `webhook-signature` header: `v1,` and the base64 HMAC-SHA256, keyed by
+/// the secret's bytes, of `<id>.<timestamp>.<body>` (Standard Webhooks). None
+/// if the secret is not a `whsec_` secret.
+pub fn webhook_signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let key = engine.decode(secret.strip_prefix("whsec_")?).ok()?;
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).ok()?;
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    Some(format!("v1,{}", engine.encode(mac.finalize().into_bytes())))
+}
 
 #[derive(Debug, Error)]
 pub enum CryptoError {

@@ -17,6 +17,11 @@
 //! | privacy    | `T#<tenant>#PRIVACY`       | `R#<request id>`   | one data subject request |
 //! | privacy    | `T#<tenant>#PRIVACY`       | `O#<type>[#<purpose>]#<pseudonym>` | the open request of a type for a subject |
 //! | privacy    | `T#<tenant>#PRIVACY`       | `X#<suppression marker>` | an erasure a restore must re-apply |
+//! | alerts     | `T#<tenant>#ALERTCONF`     | `RULES` / `WEBHOOK` / `SILENCE#<id>` | the tenant's alert rules, webhook, silences |
+//! | alerts     | `T#<tenant>#ALERTSTATE`    | `A#<account>`      | an account's pending and firing alerts |
+//! | alerts     | `T#<tenant>#ALERTS`        | `F#<account>#<fired at>#<rule>` | one alert that fired (the history) |
+//! | alerts     | `T#<tenant>#NOTIFY`        | `N#<created at>#<id>` | one notification and its delivery |
+//! | alerts     | `T#<tenant>#OUTBOX`        | `P#<created at>#<id>` | a notification not yet delivered everywhere |
 //! | audit      | `T#<tenant>#AUDIT`         | `S#<seq, 12 digits>`| one audit entry      |
 //! | audit      | `T#<tenant>#AUDITCHECK`    | `VERIFIED`         | the last verified anchor's sequence |
 //!
@@ -175,6 +180,59 @@ pub fn marker_sk(marker: &str) -> String {
 /// The data bucket's folder of one request's bundle.
 pub fn bundle_prefix(tenant: &TenantId, request_id: &str) -> String {
     format!("privacy/{tenant}/{request_id}/")
+}
+
+/// A tenant's alert rules, webhook and silences: one query reads them all.
+pub fn alert_config_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#ALERTCONF")
+}
+
+pub const ALERT_RULES_SK: &str = "RULES";
+pub const WEBHOOK_SK: &str = "WEBHOOK";
+pub const SILENCE_SK_PREFIX: &str = "SILENCE#";
+
+pub fn silence_sk(id: &str) -> String {
+    format!("{SILENCE_SK_PREFIX}{id}")
+}
+
+pub fn alert_state_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#ALERTSTATE")
+}
+
+pub fn alert_state_sk(account: &AccountId) -> String {
+    format!("A#{account}")
+}
+
+pub fn alert_history_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#ALERTS")
+}
+
+/// `fired_at` in whole-second RFC 3339 (sorts as time); an account's alerts are contiguous.
+pub fn alert_history_sk(account: &AccountId, fired_at: &str, rule: &str) -> String {
+    format!("F#{account}#{fired_at}#{rule}")
+}
+
+pub fn alert_history_prefix(account: Option<&AccountId>) -> String {
+    match account {
+        Some(account) => format!("F#{account}#"),
+        None => "F#".to_owned(),
+    }
+}
+
+pub fn notification_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#NOTIFY")
+}
+
+pub fn notification_sk(created_at: &str, id: &str) -> String {
+    format!("N#{created_at}#{id}")
+}
+
+pub fn outbox_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#OUTBOX")
+}
+
+pub fn outbox_sk(created_at: &str, id: &str) -> String {
+    format!("P#{created_at}#{id}")
 }
 
 pub fn tenant_pk(tenant: &TenantId) -> String {

@@ -179,3 +179,58 @@ impl ContactKeys {
             .ok_or_else(|| CryptoError::DataKey("no key in the answer".into()))
     }
 }
+
+/// Webhook signing secrets, sealed by KMS (`Encrypt`, at most 4 KB) under the
+/// webhook key with the tenant as encryption context: a sealed secret copied
+/// to another tenant's record does not open.
+#[derive(Debug, Clone)]
+pub struct WebhookSecrets {
+    client: aws_sdk_kms::Client,
+    key_id: String,
+}
+
+fn webhook_context(tenant: &TenantId) -> HashMap<String, String> {
+    HashMap::from([
+        ("tenant".to_owned(), tenant.as_str().to_owned()),
+        ("purpose".to_owned(), "webhook-signing".to_owned()),
+    ])
+}
+
+impl WebhookSecrets {
+    pub fn new(client: aws_sdk_kms::Client, key_id: &str) -> Self {
+        Self {
+            client,
+            key_id: key_id.to_owned(),
+        }
+    }
+
+    pub async fn seal(&self, tenant: &TenantId, secret: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let out = self
+            .client
+            .encrypt()
+            .key_id(&self.key_id)
+            .plaintext(Blob::new(secret))
+            .set_encryption_context(Some(webhook_context(tenant)))
+            .send()
+            .await
+            .map_err(data_key_error)?;
+        out.ciphertext_blob
+            .map(Blob::into_inner)
+            .ok_or_else(|| CryptoError::DataKey("no ciphertext in the answer".into()))
+    }
+
+    pub async fn open(&self, tenant: &TenantId, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let out = self
+            .client
+            .decrypt()
+            .key_id(&self.key_id)
+            .ciphertext_blob(Blob::new(sealed))
+            .set_encryption_context(Some(webhook_context(tenant)))
+            .send()
+            .await
+            .map_err(data_key_error)?;
+        out.plaintext
+            .map(Blob::into_inner)
+            .ok_or_else(|| CryptoError::DataKey("no plaintext in the answer".into()))
+    }
+}

@@ -3,6 +3,7 @@
 //! depends on `shared` and none on another function's crate.
 
 pub mod accounts;
+pub mod alerts;
 pub mod audit;
 pub mod keys;
 pub mod privacy;

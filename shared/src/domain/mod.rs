@@ -4,6 +4,7 @@
 pub mod access;
 pub mod account;
 pub mod aggregate;
+pub mod alert;
 pub mod audit;
 pub mod event;
 pub mod ids;

@@ -24,6 +24,16 @@ pub enum StoredItem {
     SuppressionMarker,
     /// An access or portability bundle in the data bucket (a bucket lifecycle rule).
     PrivacyBundle,
+    /// A tenant's alert rules and webhook.
+    AlertSettings,
+    /// A silence of alerts (it ends at most `MAX_SILENCE` after it is made).
+    AlertSilence,
+    /// An account's pending and firing alerts.
+    AlertState,
+    /// An alert that fired, and when it resolved.
+    AlertHistory,
+    /// A notification sent (or being sent) and how its delivery went.
+    AlertNotification,
 }
 
 /// How long a kind of item is kept.
@@ -55,11 +65,20 @@ pub const BACKUP_WINDOW: Duration = Duration::days(35);
 pub const PRIVACY_BUNDLE_RETENTION: Duration = Duration::days(7);
 pub const BUNDLE_LINK: Duration = Duration::hours(1);
 
+/// A silence lasts at most 90 days; it is kept 30 days after the longest one ends.
+pub const MAX_SILENCE: Duration = Duration::days(90);
+pub const ALERT_SILENCE_RETENTION: Duration = Duration::days(120);
+/// Alerts that fired: 13 months, so that a year can be compared with the last.
+pub const ALERT_HISTORY_RETENTION: Duration = Duration::days(395);
+/// Notifications and their delivery record: 30 days (long enough to look into a
+/// failed delivery; the alert history keeps what fired).
+pub const ALERT_NOTIFICATION_RETENTION: Duration = Duration::days(30);
+
 /// The privacy policy's ceiling: the relationship plus 3 years.
 pub const AFTER_RELATIONSHIP: Duration = Duration::days(3 * 365 + 1);
 
 impl StoredItem {
-    pub const ALL: [StoredItem; 10] = [
+    pub const ALL: [StoredItem; 15] = [
         StoredItem::AuditEntry,
         StoredItem::RawEvent,
         StoredItem::HourlyAggregate,
@@ -70,6 +89,11 @@ impl StoredItem {
         StoredItem::PrivacyRequest,
         StoredItem::SuppressionMarker,
         StoredItem::PrivacyBundle,
+        StoredItem::AlertSettings,
+        StoredItem::AlertSilence,
+        StoredItem::AlertState,
+        StoredItem::AlertHistory,
+        StoredItem::AlertNotification,
     ];
 
     /// The name the register of processing uses for this kind of item.
@@ -85,6 +109,11 @@ impl StoredItem {
             StoredItem::PrivacyRequest => "privacy_request",
             StoredItem::SuppressionMarker => "suppression_marker",
             StoredItem::PrivacyBundle => "privacy_bundle",
+            StoredItem::AlertSettings => "alert_settings",
+            StoredItem::AlertSilence => "alert_silence",
+            StoredItem::AlertState => "alert_state",
+            StoredItem::AlertHistory => "alert_history",
+            StoredItem::AlertNotification => "alert_notification",
         }
     }
 
@@ -92,10 +121,14 @@ impl StoredItem {
         match self {
             StoredItem::AuditEntry => Rule::AfterWrite(AUDIT_RETENTION),
             StoredItem::RawEvent => Rule::RawEventRetention,
-            StoredItem::HourlyAggregate | StoredItem::Subject | StoredItem::Account => {
-                Rule::Relationship
-            }
-            StoredItem::Tenant | StoredItem::ApiKey => Rule::Contract,
+            StoredItem::HourlyAggregate
+            | StoredItem::Subject
+            | StoredItem::Account
+            | StoredItem::AlertState => Rule::Relationship,
+            StoredItem::Tenant | StoredItem::ApiKey | StoredItem::AlertSettings => Rule::Contract,
+            StoredItem::AlertSilence => Rule::AfterWrite(ALERT_SILENCE_RETENTION),
+            StoredItem::AlertHistory => Rule::AfterWrite(ALERT_HISTORY_RETENTION),
+            StoredItem::AlertNotification => Rule::AfterWrite(ALERT_NOTIFICATION_RETENTION),
             StoredItem::PrivacyRequest => Rule::AfterWrite(PRIVACY_REQUEST_RETENTION),
             StoredItem::SuppressionMarker => Rule::AfterWrite(SUPPRESSION_MARKER_RETENTION),
             StoredItem::PrivacyBundle => Rule::AfterWrite(PRIVACY_BUNDLE_RETENTION),
@@ -188,7 +221,7 @@ mod tests {
             assert_eq!(expiry(item), None);
         }
         assert_eq!(expiry(StoredItem::ApiKey), None);
-        assert_eq!(StoredItem::ALL.len(), 10);
+        assert_eq!(StoredItem::ALL.len(), 15);
         assert_eq!(
             after_relationship(datetime!(2026-12-31 00:00 UTC)),
             datetime!(2029-12-31 00:00 UTC)

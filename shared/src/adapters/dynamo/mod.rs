@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod aggregates;
+pub mod alerts;
 pub mod audit;
 pub mod codec;
 pub mod events;
@@ -34,6 +35,7 @@ use codec::Item;
 
 pub use access::TenantTable;
 pub use aggregates::AggregateTable;
+pub use alerts::AlertsTable;
 pub use audit::AuditTable;
 pub use events::EventTable;
 pub use ingest::IngestTables;
