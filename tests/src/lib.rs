@@ -5,6 +5,7 @@
 //! of the emulator, and serves the API on a free port with the real handlers,
 //! whose SDK clients go through the proxy. Assertions read the emulator directly.
 
+pub mod alerts;
 pub mod process;
 pub mod proxy;
 

@@ -75,6 +75,9 @@ impl Registry {
             })
             .register("vigil-privacy", |c| async move {
                 vigil_privacy::Deps::connect(&c).await
+            })
+            .register("vigil-alerts", |c| async move {
+                vigil_alerts::Deps::connect(&c).await
             });
         registry
     }

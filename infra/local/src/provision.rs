@@ -25,6 +25,9 @@ use crate::template::{Physical, Resolver, Template, TemplateError};
 
 /// The account id moto reports.
 pub const LOCAL_ACCOUNT_ID: &str = "123456789012";
+/// Template parameters the local stack sets otherwise than their defaults: its
+/// webhook receivers listen on plain HTTP on loopback.
+pub const LOCAL_PARAMETERS: [(&str, &str); 1] = [("WebhookAllowLoopback", "true")];
 
 #[derive(Debug, Error)]
 pub enum ProvisionError {
@@ -135,6 +138,7 @@ pub async fn provision(
         .map(|r| r.to_string())
         .unwrap_or_else(|| "eu-west-3".to_owned());
     let kms = aws_sdk_kms::Client::new(sdk);
+    let events = aws_sdk_eventbridge::Client::new(sdk);
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(sdk)
@@ -142,6 +146,12 @@ pub async fn provision(
             .build(),
     );
     let mut resources: HashMap<String, Physical> = HashMap::new();
+    let mut parameters = template.parameter_defaults.clone();
+    for (name, value) in LOCAL_PARAMETERS {
+        if parameters.contains_key(name) {
+            parameters.insert(name.to_owned(), value.to_owned());
+        }
+    }
     let mut functions = Vec::new();
     let mut authorizer = None;
 
@@ -155,6 +165,7 @@ pub async fn provision(
         "AWS::S3::BucketPolicy",
         "AWS::SQS::Queue",
         "AWS::SQS::QueuePolicy",
+        "AWS::Events::EventBus",
         "AWS::CloudWatch::Alarm",
         "AWS::Serverless::HttpApi",
         "AWS::Serverless::Function",
@@ -188,7 +199,7 @@ pub async fn provision(
                 stack_name,
                 region: &region,
                 account_id: LOCAL_ACCOUNT_ID,
-                parameters: &template.parameter_defaults,
+                parameters: &parameters,
                 resources: &resources,
             }
             .resolve(&resource.properties)?;
@@ -205,6 +216,24 @@ pub async fn provision(
                     Physical {
                         reference: name,
                         ..Physical::default()
+                    }
+                }
+                "AWS::Events::EventBus" => {
+                    check_known(id, &props, &["Name"])?;
+                    let name = text(&props, &["Name"]).unwrap_or(id).to_owned();
+                    let out = events
+                        .create_event_bus()
+                        .name(&name)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error(id, e))?;
+                    Physical {
+                        attributes: [
+                            ("Arn".to_owned(), out.event_bus_arn.unwrap_or_default()),
+                            ("Name".to_owned(), name.clone()),
+                        ]
+                        .into(),
+                        reference: name,
                     }
                 }
                 "AWS::DynamoDB::Table" => {

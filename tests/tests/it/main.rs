@@ -4,6 +4,7 @@
 
 mod access;
 mod access_faults;
+mod alerts;
 mod audit;
 mod concurrency;
 mod contract;

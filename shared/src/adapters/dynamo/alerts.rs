@@ -256,7 +256,7 @@ impl AlertsTable {
             )))
             .expression_attribute_values(":url", s(url))
             .expression_attribute_values(":now", timestamp(now))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedOld);
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
         match sealed_secret {
             Some(sealed) => {
                 update = update
@@ -517,11 +517,20 @@ impl AlertsTable {
             }
             actions.push(self.put(outbox)?);
         }
-        let token = token(&format!("alerts|{tenant}|{account}|{version}"));
+        // Twins (the same state reached at the same `now`) share a token: the
+        // second is answered as the first. Anything else conflicts on the version.
+        let token = token(&format!(
+            "alerts|{}|{tenant}|{account}|{version}|{}",
+            self.name,
+            rfc3339(now)
+        ));
         match self.db.transact(actions, token).await {
             Ok(()) => Ok(true),
             Err(Cancelled::Conditions(_)) => Ok(false),
-            Err(Cancelled::Other(e)) if e.is_retryable() => Ok(false),
+            Err(Cancelled::Other(e)) if e.is_retryable() => {
+                tracing::warn!(error = %e, "alert commit not applied: read again");
+                Ok(false)
+            }
             Err(Cancelled::Other(e) | Cancelled::Failed(e)) => Err(e),
         }
     }
@@ -714,7 +723,12 @@ impl AlertsTable {
                 )
                 .build(),
         };
-        let token = token(&format!("delivery|{tenant}|{}|{attempts}", pending.sk));
+        let token = token(&format!(
+            "delivery|{}|{tenant}|{}|{attempts}|{}",
+            self.name,
+            pending.sk,
+            rfc3339(now)
+        ));
         match self.db.transact(vec![record, outbox], token).await {
             Ok(()) => Ok(()),
             Err(Cancelled::Conditions(_)) => Ok(()),
