@@ -74,6 +74,38 @@ async fn scenario(stack: &TestStack) {
         )
         .await;
     assert_eq!(status, 200);
+    // Alerts: rules with labels, a silence, a webhook nobody answers (the
+    // notification stays in the outbox), one evaluation that fires.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = format!("http://{}/hook", closed.local_addr().expect("addr"));
+    drop(closed);
+    let alert_calls = [
+        (Method::PUT, "/v1/alerts/webhook", json!({"url": dead})),
+        (
+            Method::PUT,
+            "/v1/alerts/rules",
+            json!({"rules": [
+            {"id": "payment", "kind": "payment_failed", "labels": {"team": "billing"}},
+            {"id": "errors", "kind": "error_rate", "threshold": 0.1, "window": "24h", "min_calls": 1}]}),
+        ),
+        (
+            Method::POST,
+            "/v1/alerts/silences",
+            json!({"rule": "errors", "labels": {"team": "billing"},
+            "ends_at": (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+                .format(&time::format_description::well_known::Rfc3339).expect("time")}),
+        ),
+    ];
+    for (method, path, body) in alert_calls {
+        let (status, out) = stack.call(method, path, Some(&admin), Some(&body)).await;
+        assert!(status == 200 || status == 201, "{path}: {out}");
+    }
+    let report = stack
+        .local_api()
+        .invoke("AlertsFunction", json!({"tenant": TENANT}))
+        .await
+        .expect("evaluate");
+    assert_eq!(report["committed"], 1, "{report}");
     let tenant = TenantId::parse(TENANT).expect("tenant");
     let now = time::OffsetDateTime::now_utc();
     let keys = stack.keys();
@@ -163,6 +195,7 @@ async fn every_stored_attribute_is_in_the_register_and_nothing_else_is() {
         "TenantsTable",
         "AuditTable",
         "PrivacyTable",
+        "AlertsTable",
     ];
     let mut unlisted: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for table in tables {
