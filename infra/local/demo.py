@@ -12,6 +12,12 @@ sources. Users are pseudonymous ids (u-<account>-<n>); no personal data.
 
 The key needs the admin (contracts) and ingest (events) scopes. Standard
 library only.
+
+  python3 infra/local/demo.py --dump demo.json --now 2026-12-01T10:00:00Z
+
+writes the same accounts and events without sending them, with the incidents
+each story holds and when they start (the ground truth the alert replay,
+`vigil-replay`, scores the alert rules against).
 """
 import argparse
 import datetime as dt
@@ -126,17 +132,72 @@ def events_of(account, start, now, rng):
     return events
 
 
+def stamp(time):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def incidents(account, events, start):
+    """What each story holds, and from when: the alert replay's ground truth."""
+    acct, story = account["id"], account["story"]
+    day = lambda n: stamp(start + dt.timedelta(days=n))
+    out = []
+    if story == "churning":
+        out += [("churn", day(30)), ("complaints", day(DAYS - 20))]
+    if story == "erroring":
+        out += [("errors", day(DAYS - 14)), ("latency", day(DAYS - 14)), ("complaints", day(DAYS - 20))]
+    if story == "silent":
+        out += [("silence", day(DAYS - 22))]
+    failed = [e["time"] for e in events if e["source"] == "billing" and e["data"]["status"] == "failed"]
+    if failed:
+        out.append(("payment_failed", min(failed)))
+    if account["quota"]:
+        # Each month's crossings of 80 % and 100 % of the quota, from the units sent.
+        months = {}
+        for e in sorted((e for e in events if e["source"] == "api_call"), key=lambda e: e["time"]):
+            months.setdefault(e["time"][:7], []).append(e)
+        for month, calls in months.items():
+            used, crossed = 0, set()
+            for e in calls:
+                used += e["data"]["units"]
+                for share, name in ((0.8, "quota_80"), (1.0, "quota_100")):
+                    if used >= share * account["quota"] and name not in crossed:
+                        crossed.add(name)
+                        out.append((name, e["time"]))
+            if used >= account["quota"]:
+                out.append(("over_quota_month", max(month + "-01T00:00:00Z", stamp(start))))
+    return [{"account": acct, "story": story, "incident": name, "start": at} for name, at in out]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--api", required=True)
-    parser.add_argument("--key", required=True, help="a key with the admin and ingest scopes")
+    parser.add_argument("--api")
+    parser.add_argument("--key", help="a key with the admin and ingest scopes")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dump", help="write accounts, events and incidents to this file instead of sending them")
+    parser.add_argument("--now", help="the demo's end (RFC 3339, default the current hour)")
     args = parser.parse_args()
+    if not args.dump and not (args.api and args.key):
+        parser.error("--api and --key, or --dump")
     rng = random.Random(args.seed)
-    now = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+    now = (dt.datetime.strptime(args.now, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc) if args.now
+           else dt.datetime.now(dt.timezone.utc)).replace(minute=0, second=0, microsecond=0)
     start = (now - dt.timedelta(days=DAYS)).replace(hour=0)
     all_accounts = accounts()
     today = now.date()
+    if args.dump:
+        # The same draws in the same order as when sending: the same demo.
+        out = {"now": stamp(now), "start": stamp(start), "accounts": [], "events": [], "incidents": []}
+        since = {a["id"]: today - dt.timedelta(days=rng.randint(120, 900)) for a in all_accounts if a["plan"]}
+        for a in all_accounts:
+            events = [e for e in events_of(a, start, now, rng) if e["time"] < stamp(now)]
+            out["accounts"].append({"id": a["id"], "story": a["story"], "plan": a["plan"], "monthly_quota": a["quota"],
+                                    "tags": a["tags"], "relationship_start": since[a["id"]].isoformat() if a["plan"] else None})
+            out["events"].extend(events)
+            out["incidents"].extend(incidents(a, events, start))
+        with open(args.dump, "w") as f:
+            json.dump(out, f)
+        print(f"    wrote {len(out['events'])} events of {len(all_accounts)} accounts and {len(out['incidents'])} incidents to {args.dump}")
+        return
     for a in all_accounts:
         if a["plan"] is None:
             continue

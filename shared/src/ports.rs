@@ -335,6 +335,18 @@ pub trait DashboardStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Activity>, StoreError>> + Send;
 }
 
+/// The alerts that fired on an account (the dashboard's account page).
+pub trait AlertHistory: Send + Sync {
+    /// Latest fired first, at most `limit`.
+    fn account_alerts(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<crate::domain::alert::HistoryEntry>, StoreError>> + Send;
+}
+
 /// Where the tenant's account contracts are written.
 pub trait AccountRegistry: Send + Sync {
     /// Registers or replaces the contract; true if the account was not registered before.

@@ -30,19 +30,20 @@ use thiserror::Error;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use vigil_shared::adapters::bus::AlertBus;
-use vigil_shared::adapters::dynamo::alerts::{AlertsTable, HistoryEntry};
+use vigil_shared::adapters::dynamo::alerts::AlertsTable;
 use vigil_shared::adapters::dynamo::{AggregateTable, AuditTable, Dynamo, TenantTable};
 use vigil_shared::adapters::kms::WebhookSecrets;
 use vigil_shared::adapters::webhook::WebhookClient;
 use vigil_shared::app::alerts::{
-    rules_in_force, rules_json, Alerting, RuleBody, RulesBody, SilenceBody, TenantRun, WebhookBody,
+    history_view, rules_in_force, rules_json, Alerting, RuleBody, RulesBody, SilenceBody,
+    TenantRun, WebhookBody,
 };
 use vigil_shared::app::audit::draft;
 use vigil_shared::auth::Caller;
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::crypto::{new_webhook_secret, CryptoError};
 use vigil_shared::domain::access::Scope;
-use vigil_shared::domain::alert::{describe, NotifiedAlert, Status};
+use vigil_shared::domain::alert::Status;
 use vigil_shared::domain::{AccountId, TenantId};
 use vigil_shared::function::Function;
 use vigil_shared::http::{ApiError, Call, Reply};
@@ -451,41 +452,6 @@ fn decode_cursor(cursor: &str, prefix: &str) -> Result<String, ApiError> {
         .and_then(|b| String::from_utf8(b).ok())
         .filter(|sk| sk.starts_with(prefix) && sk.len() <= 512)
         .ok_or_else(|| ApiError::invalid("cursor", "expected the next_cursor of a previous page"))
-}
-
-fn history_view(entry: &HistoryEntry) -> Value {
-    let kind = vigil_shared::domain::alert::Kind::parse(&entry.kind);
-    let summary = kind.map(|kind| {
-        describe(&NotifiedAlert {
-            rule: entry.rule.clone(),
-            kind,
-            severity: vigil_shared::domain::alert::Severity::parse(&entry.severity)
-                .unwrap_or(vigil_shared::domain::alert::Severity::Warning),
-            status: Status::Firing,
-            labels: entry.labels.clone(),
-            value: entry.value,
-            threshold: entry.threshold,
-            window: None,
-            started_at: entry.started_at,
-            fired_at: entry.fired_at,
-            resolved_at: entry.resolved_at,
-        })
-    });
-    json!({
-        "account": entry.account,
-        "rule": entry.rule,
-        "kind": entry.kind,
-        "severity": entry.severity,
-        "state": match entry.state { Status::Firing => "firing", Status::Resolved => "resolved" },
-        "started_at": rfc3339(entry.started_at),
-        "fired_at": rfc3339(entry.fired_at),
-        "resolved_at": entry.resolved_at.map(rfc3339),
-        "value": entry.value,
-        "threshold": entry.threshold,
-        "labels": entry.labels,
-        "notified": entry.notified,
-        "summary": summary,
-    })
 }
 
 async fn history(

@@ -9,11 +9,12 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use time::{Date, Duration, OffsetDateTime};
 use vigil_shared::app::accounts::is_label;
+use vigil_shared::app::alerts::history_view;
 use vigil_shared::domain::account::{Band, Summary, Window};
 use vigil_shared::domain::rollup::{self, day_label, month_label, Rollup};
 use vigil_shared::domain::{HourBucket, TenantId};
 use vigil_shared::http::{ApiError, Call, Reply};
-use vigil_shared::ports::{AccountEntry, DashboardStore, Granularity};
+use vigil_shared::ports::{AccountEntry, AlertHistory, DashboardStore, Granularity};
 
 use crate::params;
 
@@ -29,6 +30,8 @@ pub const MAX_PAGE: usize = 100;
 const CONCURRENT_READS: usize = 16;
 const TOP_ENDPOINTS: usize = 10;
 const RECENT_EVENTS: usize = 20;
+/// The account's latest alerts on its page (the full history: `GET /v1/alerts`).
+const RECENT_ALERTS: usize = 50;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SortKey {
@@ -292,10 +295,11 @@ fn point(bucket: String, r: Option<&Rollup>) -> Value {
     })
 }
 
-pub async fn detail<S: DashboardStore>(
+pub async fn detail<S: DashboardStore, A: AlertHistory>(
     call: &Call<'_>,
     tenant: &TenantId,
     store: &S,
+    alerts: &A,
     now: OffsetDateTime,
 ) -> Result<Reply, ApiError> {
     let account = params::account(call)?;
@@ -382,6 +386,12 @@ pub async fn detail<S: DashboardStore>(
     let recent = store
         .recent_activity(tenant, &account, RECENT_EVENTS)
         .await?;
+    let fired: Vec<Value> = alerts
+        .account_alerts(tenant, &account, RECENT_ALERTS, now)
+        .await?
+        .iter()
+        .map(history_view)
+        .collect();
     let (calls, e4, e5) = (
         totals.calls(),
         totals.get("errors_4xx"),
@@ -411,7 +421,7 @@ pub async fn detail<S: DashboardStore>(
             "endpoints": top_endpoints,
         },
         "recent_events": recent,
-        "alerts": [],
+        "alerts": fired,
     });
     if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
         body.extend(extra.clone());

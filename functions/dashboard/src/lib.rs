@@ -4,7 +4,7 @@
 //! | route | does |
 //! |---|---|
 //! | `GET /v1/accounts?from=&to=&sort=&order=&band=&plan=&tag=&limit=&cursor=` | every account with its summary and health over a window of days |
-//! | `GET /v1/accounts/{account}?from=&to=&granularity=` | one account: contract, summary, day or hour series, top endpoints, recent support and billing events |
+//! | `GET /v1/accounts/{account}?from=&to=&granularity=` | one account: contract, summary, day or hour series, top endpoints, recent support and billing events, its latest alerts |
 //! | `GET /v1/accounts/{account}/usage?from=&to=` | raw hourly aggregates (at most 31 days) |
 //! | `GET /dashboard`, `GET /dashboard/{asset}` | the web page and its assets (`web.rs`) |
 //!
@@ -22,34 +22,37 @@ use std::convert::Infallible;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use serde::Serialize;
 use time::OffsetDateTime;
-use vigil_shared::adapters::dynamo::{AggregateTable, Dynamo};
+use vigil_shared::adapters::dynamo::{AggregateTable, AlertsTable, Dynamo};
 use vigil_shared::auth::Caller;
 use vigil_shared::config::{Config, ConfigError};
 use vigil_shared::domain::access::Scope;
 use vigil_shared::domain::HourBucket;
 use vigil_shared::function::Function;
 use vigil_shared::http::{ApiError, Call, Reply};
-use vigil_shared::ports::{DashboardStore, UsageStore};
+use vigil_shared::ports::{AlertHistory, DashboardStore, UsageStore};
 
 /// Longest range of raw hours one request may ask for.
 pub const MAX_HOURS: i64 = 31 * 24;
 
-pub struct Deps<S> {
+pub struct Deps<S, A> {
     pub store: S,
+    /// The alerts each account page shows.
+    pub alerts: A,
     pub clock: fn() -> OffsetDateTime,
 }
 
-impl Deps<AggregateTable> {
+impl Deps<AggregateTable, AlertsTable> {
     pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
         let (db, _) = Dynamo::connect(config).await;
         Ok(Self {
             store: AggregateTable::new(&db, config)?,
+            alerts: AlertsTable::new(&db, config)?,
             clock: OffsetDateTime::now_utc,
         })
     }
 }
 
-impl<S: UsageStore + DashboardStore + 'static> Function for Deps<S> {
+impl<S: UsageStore + DashboardStore + 'static, A: AlertHistory + 'static> Function for Deps<S, A> {
     type Event = ApiGatewayV2httpRequest;
     type Output = ApiGatewayV2httpResponse;
     type Error = Infallible;
@@ -59,9 +62,9 @@ impl<S: UsageStore + DashboardStore + 'static> Function for Deps<S> {
     }
 }
 
-pub async fn handle<S: UsageStore + DashboardStore>(
+pub async fn handle<S: UsageStore + DashboardStore, A: AlertHistory>(
     request: &ApiGatewayV2httpRequest,
-    deps: &Deps<S>,
+    deps: &Deps<S, A>,
 ) -> ApiGatewayV2httpResponse {
     let mut call = Call::begin("dashboard", request);
     if web::is_web(&call) {
@@ -77,16 +80,16 @@ pub async fn handle<S: UsageStore + DashboardStore>(
     call.finish(outcome)
 }
 
-async fn route<S: UsageStore + DashboardStore>(
+async fn route<S: UsageStore + DashboardStore, A: AlertHistory>(
     call: &Call<'_>,
     caller: &Caller,
-    deps: &Deps<S>,
+    deps: &Deps<S, A>,
 ) -> Result<Reply, ApiError> {
     let now = (deps.clock)();
     match call.route.as_str() {
         "GET /v1/accounts" => accounts::list(call, &caller.tenant, &deps.store, now).await,
         "GET /v1/accounts/{account}" => {
-            accounts::detail(call, &caller.tenant, &deps.store, now).await
+            accounts::detail(call, &caller.tenant, &deps.store, &deps.alerts, now).await
         }
         "GET /v1/accounts/{account}/usage" => usage(call, caller, deps, now).await,
         _ => Err(ApiError::NotFound("no such route")),
@@ -128,10 +131,10 @@ fn hour_range(call: &Call<'_>, now: OffsetDateTime) -> Result<(HourBucket, HourB
     Ok((from, to))
 }
 
-async fn usage<S: UsageStore>(
+async fn usage<S: UsageStore, A>(
     call: &Call<'_>,
     caller: &Caller,
-    deps: &Deps<S>,
+    deps: &Deps<S, A>,
     now: OffsetDateTime,
 ) -> Result<Reply, ApiError> {
     let account = params::account(call)?;

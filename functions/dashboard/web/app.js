@@ -147,7 +147,31 @@
   // ---------------------------------------------------------------- account
   function openAccount(account) { location.hash = "account=" + encodeURIComponent(account); }
 
-  function chart(id, title, series, data) {
+  // Dashed red lines where alerts fired (unix seconds), drawn on the plot's canvas.
+  function alertMarks(marks) {
+    return {
+      hooks: {
+        draw: [(u) => {
+          const ctx = u.ctx;
+          ctx.save();
+          ctx.strokeStyle = "#b3261e";
+          ctx.lineWidth = 2;
+          ctx.setLineDash([6, 4]);
+          for (const t of marks) {
+            const x = u.valToPos(t, "x", true);
+            if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+            ctx.beginPath();
+            ctx.moveTo(x, u.bbox.top);
+            ctx.lineTo(x, u.bbox.top + u.bbox.height);
+            ctx.stroke();
+          }
+          ctx.restore();
+        }],
+      },
+    };
+  }
+
+  function chart(id, title, series, data, marks) {
     const container = $(id);
     container.replaceChildren();
     if (charts[id]) charts[id].destroy();
@@ -160,8 +184,11 @@
       series: [{}].concat(series.map((s) => ({ label: s.label, stroke: s.color, width: 2, fill: s.fill, spanGaps: false, scale: s.scale || "y" }))),
       axes: [{}, { size: 60, scale: "y" }].concat(right ? [{ size: 60, scale: "right", side: 1, grid: { show: false } }] : []),
       legend: { live: false },
+      plugins: marks && marks.length ? [alertMarks(marks)] : [],
     };
     charts[id] = new uPlot(opts, data, container);
+    const first = data[0][0], last = data[0][data[0].length - 1];
+    container.dataset.alertMarks = String((marks || []).filter((t) => t >= first && t <= last + 86400).length);
     const points = data.slice(1).reduce((n, ys) => n + ys.filter((y) => y !== null && y !== undefined).length, 0);
     container.dataset.points = String(points);
     container.setAttribute("aria-label", title);
@@ -202,7 +229,8 @@
 
     const xs = a.series.map((p) => bucketTime(p.bucket));
     const col = (name) => a.series.map((p) => p[name]);
-    chart("chart-usage", "calls and units", [{ label: "calls", color: "#24406e" }, { label: "units (right axis)", color: "#6b8e23", scale: "right" }], [xs, col("calls"), col("units")]);
+    const fired = a.alerts.map((al) => Date.parse(al.fired_at) / 1000);
+    chart("chart-usage", "calls and units; dashed lines: alerts fired", [{ label: "calls", color: "#24406e" }, { label: "units (right axis)", color: "#6b8e23", scale: "right" }], [xs, col("calls"), col("units")], fired);
     chart("chart-errors", "errors", [{ label: "4xx", color: "#a15c00" }, { label: "5xx", color: "#b3261e" }], [xs, col("errors_4xx"), col("errors_5xx")]);
     chart("chart-latency", "latency", [{ label: "p50 ms", color: "#24406e" }, { label: "p95 ms", color: "#b3261e" }], [xs, col("latency_p50_ms"), col("latency_p95_ms")]);
     chart("chart-users", "active users", [{ label: "users", color: "#1f7a3a", fill: "rgba(31,122,58,0.1)" }], [xs, col("active_users")]);
@@ -228,6 +256,15 @@
     const alerts = $("alerts");
     alerts.replaceChildren();
     if (!a.alerts.length) alerts.append(el("li", "No alert has fired for this account."));
+    const when = (t) => t.replace("T", " ").replace(":00Z", "").replace("Z", "");
+    for (const al of a.alerts) {
+      const li = el("li", null, "alert " + al.state);
+      li.append(el("span", al.severity, "severity " + al.severity));
+      li.append(el("strong", " " + al.rule));
+      li.append(el("span", ": " + (al.summary || al.kind)));
+      li.append(el("span", " · fired " + when(al.fired_at) + (al.resolved_at ? " · resolved " + when(al.resolved_at) : " · firing"), "when"));
+      alerts.append(li);
+    }
     status("");
   }
 

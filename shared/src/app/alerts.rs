@@ -18,8 +18,9 @@ use crate::adapters::webhook::{acceptable_url, WebhookClient, WebhookFailure};
 use crate::app::accounts::is_label;
 use crate::domain::aggregate::HourBucket;
 use crate::domain::alert::{
-    self, default_rules, format_duration, parse_duration, AccountAlerts, Facts, Kind, Notification,
-    Reading, Rule, Scope, Severity, Silence, DAYS_READ, DEFAULT_MIN_CALLS,
+    self, default_rules, describe, format_duration, parse_duration, AccountAlerts, Facts,
+    HistoryEntry, Kind, Notification, NotifiedAlert, Reading, Rule, Scope, Severity, Silence,
+    Status, DAYS_READ, DEFAULT_MIN_CALLS,
 };
 use crate::domain::retention::MAX_SILENCE;
 use crate::domain::rollup::{self, day_label, Rollup};
@@ -562,6 +563,47 @@ pub fn backoff(attempts: u32) -> Duration {
     }
 }
 
+/// The rules whose scope covers the account.
+pub fn applicable_rules<'a>(entry: &AccountEntry, rules: &'a [Rule]) -> Vec<&'a Rule> {
+    let (plan, tags) = match &entry.contract {
+        Some(c) => (c.plan.as_deref(), c.tags.as_slice()),
+        None => (None, &[][..]),
+    };
+    rules
+        .iter()
+        .filter(|r| r.scope.covers(&entry.account, plan, tags))
+        .collect()
+}
+
+/// One evaluation of one account from its rollups: the whole decision, with no
+/// I/O (the scheduled run and the replay of the demo both call it).
+pub fn account_step(
+    entry: &AccountEntry,
+    rules: &[Rule],
+    silences: &[Silence],
+    prior: &AccountAlerts,
+    days: &BTreeMap<time::Date, Rollup>,
+    hours: &BTreeMap<HourBucket, Rollup>,
+    now: OffsetDateTime,
+) -> alert::Step {
+    let applicable = applicable_rules(entry, rules);
+    let retired: BTreeMap<String, Rule> = rules
+        .iter()
+        .filter(|r| !applicable.iter().any(|a| a.id == r.id))
+        .map(|r| (r.id.clone(), r.clone()))
+        .collect();
+    let facts = Facts {
+        now,
+        registered: entry.contract.is_some(),
+        monthly_quota: entry.contract.as_ref().and_then(|c| c.monthly_quota),
+        open_tickets: entry.open_tickets,
+        days,
+        hours,
+    };
+    let readings: Vec<(&Rule, Reading)> = applicable.iter().map(|r| (*r, facts.read(r))).collect();
+    alert::step(&entry.account, &readings, &retired, prior, silences, now)
+}
+
 /// Which days and hours an account's evaluation reads.
 fn read_plan(
     rules: &[&Rule],
@@ -664,19 +706,7 @@ impl Alerting {
         mut prior: AccountAlerts,
         now: OffsetDateTime,
     ) -> Result<(bool, usize), StoreError> {
-        let (plan, tags) = match &entry.contract {
-            Some(c) => (c.plan.as_deref(), c.tags.as_slice()),
-            None => (None, &[][..]),
-        };
-        let applicable: Vec<&Rule> = rules
-            .iter()
-            .filter(|r| r.scope.covers(&entry.account, plan, tags))
-            .collect();
-        let retired: BTreeMap<String, Rule> = rules
-            .iter()
-            .filter(|r| !applicable.iter().any(|a| a.id == r.id))
-            .map(|r| (r.id.clone(), r.clone()))
-            .collect();
+        let applicable = applicable_rules(entry, rules);
         if applicable.is_empty() && prior.alerts.is_empty() {
             return Ok((false, 0));
         }
@@ -704,18 +734,9 @@ impl Alerting {
                 .collect(),
             None => BTreeMap::new(),
         };
-        let facts = Facts {
-            now,
-            monthly_quota: entry.contract.as_ref().and_then(|c| c.monthly_quota),
-            open_tickets: entry.open_tickets,
-            days: &days,
-            hours: &hours,
-        };
-        let readings: Vec<(&Rule, Reading)> =
-            applicable.iter().map(|r| (*r, facts.read(r))).collect();
         let mut raced = 0;
         for _ in 0..COMMIT_TRIES {
-            let step = alert::step(&entry.account, &readings, &retired, &prior, silences, now);
+            let step = account_step(entry, rules, silences, &prior, &days, &hours, now);
             if !step.changed && step.send.is_empty() && step.transitions.is_empty() {
                 return Ok((false, raced));
             }
@@ -879,6 +900,47 @@ impl Alerting {
         }
         Err(last)
     }
+}
+
+/// An alert of the history as the API shows it (with the line a person reads).
+pub fn history_view(entry: &HistoryEntry) -> serde_json::Value {
+    let kind = crate::domain::alert::Kind::parse(&entry.kind);
+    let summary = kind.map(|kind| {
+        describe(&NotifiedAlert {
+            rule: entry.rule.clone(),
+            kind,
+            severity: crate::domain::alert::Severity::parse(&entry.severity)
+                .unwrap_or(crate::domain::alert::Severity::Warning),
+            status: Status::Firing,
+            labels: entry.labels.clone(),
+            value: entry.value,
+            threshold: entry.threshold,
+            window: None,
+            started_at: entry.started_at,
+            fired_at: entry.fired_at,
+            resolved_at: entry.resolved_at,
+        })
+    });
+    serde_json::json!({
+        "account": entry.account,
+        "rule": entry.rule,
+        "kind": entry.kind,
+        "severity": entry.severity,
+        "state": match entry.state { Status::Firing => "firing", Status::Resolved => "resolved" },
+        "started_at": rfc3339(entry.started_at),
+        "fired_at": rfc3339(entry.fired_at),
+        "resolved_at": entry.resolved_at.map(rfc3339),
+        "value": entry.value,
+        "threshold": entry.threshold,
+        "labels": entry.labels,
+        "notified": entry.notified,
+        "summary": summary,
+    })
+}
+
+fn rfc3339(time: OffsetDateTime) -> String {
+    time.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// The `id` of a notification payload (also the webhook's `webhook-id`).

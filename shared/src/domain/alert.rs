@@ -31,6 +31,10 @@ pub const BASELINE_WEEKS: i64 = 4;
 /// Below this many expected calls in the window, usage rules stay quiet: too
 /// little traffic to call a change a drop or a spike.
 pub const DEFAULT_MIN_CALLS: u64 = 10;
+/// An error-rate alert needs at least this many errors in its window...
+pub const MIN_ERRORS: u64 = 3;
+/// ...and this multiple of the account's own error rate the week before.
+pub const SURGE_FACTOR: f64 = 2.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -262,8 +266,8 @@ pub fn default_rules() -> Vec<Rule> {
         rule(
             "usage-drop",
             Kind::UsageDrop,
-            Some(0.5),
-            Some(Duration::days(3)),
+            Some(0.4),
+            Some(Duration::days(5)),
             Duration::ZERO,
             Severity::Warning,
         ),
@@ -334,7 +338,7 @@ pub fn default_rules() -> Vec<Rule> {
         rule(
             "ticket-surge",
             Kind::TicketSurge,
-            Some(3.0),
+            Some(2.0),
             Some(Duration::days(7)),
             Duration::ZERO,
             Severity::Warning,
@@ -355,6 +359,9 @@ pub fn default_rules() -> Vec<Rule> {
 #[derive(Debug, Clone)]
 pub struct Facts<'a> {
     pub now: OffsetDateTime,
+    /// Registered by the tenant (an unregistered account that never called is
+    /// a prospect, not an inactive customer).
+    pub registered: bool,
     pub monthly_quota: Option<u64>,
     pub open_tickets: u64,
     /// Day rollups of the last `DAYS_READ` days up to today (today's so far).
@@ -410,6 +417,16 @@ impl Facts<'_> {
         Rollup::merged(self.hours.range(from..=to).map(|(_, r)| r))
     }
 
+    /// The 7 complete days before the day of `time`, merged.
+    fn week_before(&self, time: OffsetDateTime) -> Rollup {
+        let day = rollup::day_of(time);
+        Rollup::merged(
+            self.days
+                .range(day - Duration::days(7)..day)
+                .map(|(_, r)| r),
+        )
+    }
+
     fn units_this_month(&self) -> u64 {
         let today = self.today();
         self.days
@@ -463,7 +480,9 @@ impl Facts<'_> {
                     .map(|back| today - Duration::days(back))
                     .map(|d| self.days.get(&d).map_or(0, |r| r.get("units")))
                     .sum();
-                let month_end = rollup::month_start(today + Duration::days(32)) - Duration::days(1);
+                let month_end =
+                    rollup::month_start(rollup::month_start(today) + Duration::days(32))
+                        - Duration::days(1);
                 let elapsed_today = f64::from(self.now.hour()) / 24.0;
                 let remaining = (month_end - today).whole_days() as f64 + (1.0 - elapsed_today);
                 let projected = used + recent as f64 / 7.0 * remaining;
@@ -475,12 +494,23 @@ impl Facts<'_> {
                 if recent.calls() < rule.min_calls.max(1) {
                     return reading(None, false);
                 }
-                let value = if rule.kind == Kind::ErrorRate {
-                    recent.error_rate()
-                } else {
-                    recent.latency_percentile(0.95).map(|ms| ms as f64)
-                };
-                reading(value, value.is_some_and(|v| v >= threshold))
+                if rule.kind == Kind::LatencyP95 {
+                    let p95 = recent.latency_percentile(0.95).map(|ms| ms as f64);
+                    return reading(p95, p95.is_some_and(|v| v >= threshold));
+                }
+                // A surge: over the threshold, at least `MIN_ERRORS` errors, and
+                // at least `SURGE_FACTOR` times the account's own rate of the
+                // week before (when that week had calls enough to tell).
+                let rate = recent.error_rate().unwrap_or(0.0);
+                let before = self.week_before(self.now - window);
+                let usual = (before.calls() >= rule.min_calls)
+                    .then(|| before.error_rate())
+                    .flatten();
+                let surge = usual.is_none_or(|u| rate >= SURGE_FACTOR * u);
+                reading(
+                    Some(rate),
+                    rate >= threshold && recent.errors() >= MIN_ERRORS && surge,
+                )
             }
             Kind::Inactivity => {
                 let today = self.today();
@@ -492,7 +522,8 @@ impl Facts<'_> {
                     .map(|(d, _)| *d);
                 let idle = match last {
                     Some(day) => (today - day).whole_days(),
-                    None => DAYS_READ,
+                    None if self.registered => DAYS_READ,
+                    None => return reading(None, false),
                 };
                 reading(Some(idle as f64), idle >= whole_days)
             }
@@ -751,6 +782,24 @@ pub fn step(
     out
 }
 
+/// An alert that fired, as the history keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    pub account: String,
+    pub rule: String,
+    pub kind: String,
+    pub severity: String,
+    pub state: Status,
+    pub started_at: OffsetDateTime,
+    pub fired_at: OffsetDateTime,
+    pub resolved_at: Option<OffsetDateTime>,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub labels: BTreeMap<String, String>,
+    /// False if it fired while silenced.
+    pub notified: bool,
+}
+
 /// The EventBridge `detail-type` of every notification (README, "Alerts").
 pub const DETAIL_TYPE: &str = "Vigil Alert Notification";
 /// The EventBridge `source` of every notification.
@@ -904,6 +953,7 @@ mod tests {
         let drop = rule(Kind::UsageDrop, Some(0.5), Some(Duration::days(2)));
         let facts = Facts {
             now,
+            registered: true,
             monthly_quota: None,
             open_tickets: 0,
             days: &days,
@@ -917,6 +967,7 @@ mod tests {
         days.insert(rollup::day_of(now) - Duration::days(4), calls(10));
         let facts = Facts {
             now,
+            registered: true,
             monthly_quota: None,
             open_tickets: 0,
             days: &days,

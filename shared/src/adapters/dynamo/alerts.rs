@@ -8,7 +8,7 @@
 //! notification with its outbox entry. Two evaluations racing on an account
 //! write it once; the loser reads again and finds nothing left to do.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use super::codec::{is_live, n, s, text, time_of, timestamp, Item, EXPIRES_AT};
 use super::{applied, failed, table_name, unbuildable, Cancelled, Dynamo};
 use crate::config::{Config, ConfigError, Setting};
-use crate::domain::alert::{AccountAlerts, Notification, Silence, Status, Step};
+use crate::domain::alert::{AccountAlerts, HistoryEntry, Notification, Silence, Status, Step};
 use crate::domain::retention::{self, StoredItem};
 use crate::domain::{AccountId, RawEventRetention, TenantId};
 use crate::keys;
@@ -49,24 +49,6 @@ pub struct StoredSettings {
     pub webhook: Option<StoredWebhook>,
     /// Every silence still kept (active, future or ended lately).
     pub silences: Vec<Silence>,
-}
-
-/// An alert that fired, as the history keeps it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistoryEntry {
-    pub account: String,
-    pub rule: String,
-    pub kind: String,
-    pub severity: String,
-    pub state: Status,
-    pub started_at: OffsetDateTime,
-    pub fired_at: OffsetDateTime,
-    pub resolved_at: Option<OffsetDateTime>,
-    pub value: Option<f64>,
-    pub threshold: Option<f64>,
-    pub labels: BTreeMap<String, String>,
-    /// False if it fired while silenced.
-    pub notified: bool,
 }
 
 /// A notification waiting in the outbox.
@@ -136,6 +118,18 @@ fn epoch(at: i64) -> OffsetDateTime {
 /// A transaction token from what is committed: the same commit, the same token.
 fn token(parts: &str) -> String {
     hex::encode(&Sha256::digest(parts.as_bytes())[..16])
+}
+
+impl crate::ports::AlertHistory for AlertsTable {
+    async fn account_alerts(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.account_history(tenant, account, limit, now).await
+    }
 }
 
 impl AlertsTable {
@@ -734,6 +728,33 @@ impl AlertsTable {
             Err(Cancelled::Conditions(_)) => Ok(()),
             Err(Cancelled::Other(e) | Cancelled::Failed(e)) => Err(e),
         }
+    }
+
+    /// One account's alerts, latest fired first.
+    pub async fn account_history(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let query = self
+            .db
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(keys::alert_history_pk(tenant)))
+            .expression_attribute_values(":prefix", s(keys::alert_history_prefix(Some(account))))
+            .scan_index_forward(false);
+        Ok(self
+            .db
+            .query(query, Some(limit))
+            .await?
+            .iter()
+            .filter(|item| is_live(item, now))
+            .filter_map(history_entry)
+            .collect())
     }
 
     /// Notifications, newest first, with their delivery record.
