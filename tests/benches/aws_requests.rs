@@ -359,7 +359,7 @@ dashboard reads (day rollups of {READ_DAYS} days and 40 users each, seeded; even
         .collect();
     println!(
         "  one account, 90-day daily series and its page: {} GetItem + {} Query, {} read units; floor 90 day items \
-         (and the directory entry): 3 requests (entry, days, months) + 1 for recent events",
+         (and the directory entry): 3 requests (entry, days, months) + 1 for recent events + 1 for its alerts",
         counts.get("GetItem").copied().unwrap_or(0),
         counts.get("Query").copied().unwrap_or(0),
         stack.proxy.read_units()
@@ -367,9 +367,77 @@ dashboard reads (day rollups of {READ_DAYS} days and 40 users each, seeded; even
     assert_eq!(counts.get("GetItem").copied(), Some(1));
     assert_eq!(
         counts.get("Query").copied(),
-        Some(3),
-        "days, months, recent events"
+        Some(4),
+        "days, months, recent events, alerts"
     );
+}
+
+/// One scheduled alert evaluation of a tenant with the default rules, against
+/// its lower bound: the settings (1 Query), the directory (1 Query a MB),
+/// the alert states (1 BatchGetItem per 100 accounts), each account's day
+/// rollups and hour rollups (2 Query: the rules read 60 days and 48 hours),
+/// the outbox (1 Query). Rules cost nothing more: they are evaluated in memory.
+async fn alert_evaluation_costs(stack: &TestStack) {
+    let tenants = stack.table("TenantsTable");
+    println!("\nalert evaluation (default rules, nothing firing: the common run; eventually consistent rollup reads):");
+    // The dashboard's tenants (60 or 90 days of day rollups each); 10,000
+    // accounts in release only, with 7 days each (the request count does not
+    // depend on the items an account has; read units are given per account).
+    let mut sizes: Vec<(String, usize, i64)> = vec![("dash100".into(), 100, 90)];
+    if !cfg!(debug_assertions) {
+        sizes.push(("dash1000".into(), 1000, 60));
+        let to = time::OffsetDateTime::now_utc().date() - time::Duration::days(1);
+        seed_rollups(stack, "alerts10000", 10_000, 7, to).await;
+        sizes.push(("alerts10000".into(), 10_000, 7));
+    } else {
+        println!(
+            "  (debug build: 1,000 and 10,000 accounts are measured by ./infra/bench, in release)"
+        );
+    }
+    for (tenant, accounts, days) in sizes {
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("now");
+        stack.proxy.reset_counts();
+        let started = std::time::Instant::now();
+        let report = stack
+            .local_api()
+            .invoke("AlertsFunction", json!({"tenant": tenant, "now": now}))
+            .await
+            .expect("the evaluation runs");
+        let wall = started.elapsed();
+        assert_eq!(report["accounts"], accounts, "{report}");
+        assert_eq!(report["incomplete"], false, "{report}");
+        let counts: BTreeMap<String, usize> = stack
+            .proxy
+            .counts_except(&[tenants.as_str()])
+            .into_iter()
+            .collect();
+        let total: usize = counts.values().sum();
+        let floor = 1 + 1 + accounts.div_ceil(100) + 2 * accounts + 1;
+        let units = stack.proxy.read_units();
+        println!(
+            "  {accounts:>6} accounts ({days} days of rollups each): {total} requests {counts:?}, floor {floor}; \
+             {units} read units ({:.2} per account); wall time against the emulator {:.1} s ({:.1} ms per account)",
+            units / accounts as f64,
+            wall.as_secs_f64(),
+            wall.as_secs_f64() * 1000.0 / accounts as f64
+        );
+        assert_eq!(
+            counts.get("Query").copied(),
+            Some(2 * accounts + 3),
+            "2 per account + settings, directory, outbox"
+        );
+        assert_eq!(
+            counts.get("BatchGetItem").copied(),
+            Some(accounts.div_ceil(100))
+        );
+        assert_eq!(
+            counts.get("TransactWriteItems"),
+            None,
+            "nothing changed, nothing written"
+        );
+    }
 }
 
 /// Request r holds hour r (clients flush in time order): 10 accounts x 2 hours in all.
@@ -620,6 +688,7 @@ async fn main() {
 
     anchoring_cost(&stack).await;
     dashboard_reads(&stack).await;
+    alert_evaluation_costs(&stack).await;
     privacy_costs(&stack).await;
 
     if let Some(kib) = peak_memory_kib() {
