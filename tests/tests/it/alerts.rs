@@ -14,7 +14,7 @@ use time::{Date, Duration, OffsetDateTime, Weekday};
 use vigil_local::{repo_template, Registry};
 use vigil_shared::domain::access::Scope;
 use vigil_tests::alerts::{BusQueue, WebhookReceiver};
-use vigil_tests::TestStack;
+use vigil_tests::{Fault, TestStack};
 
 const TENANT: &str = "alerting";
 
@@ -903,5 +903,84 @@ async fn bad_rules_silences_and_webhooks_get_clear_errors_and_change_nothing() {
         let (status, answer) = rig.get(&format!("/v1/alerts?{query}")).await;
         assert_eq!(status, 400, "{query}: {answer}");
     }
+    rig.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_and_bus_faults_delay_notifications_but_never_lose_or_double_them() {
+    let rig = Rig::start().await;
+    let wall = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("whole second");
+    let mut e = Events::new();
+    for account in ["acme", "globex", "initech"] {
+        e.billing(account, wall - Duration::days(1), "failed");
+    }
+    rig.send(e.out).await;
+    rig.rules(
+        json!([{"id": "payment", "kind": "payment_failed", "scope": {"accounts": ["acme"]}}]),
+    )
+    .await;
+    let t = wall + Duration::minutes(1);
+
+    // Commits failing past the SDK's retries: the run fails (Lambda retries it,
+    // then the dead-letter queue), nothing is written or sent.
+    rig.stack
+        .proxy
+        .inject("TransactWriteItems", Fault::ServerError, None);
+    let failed = rig
+        .stack
+        .local_api()
+        .invoke(
+            "AlertsFunction",
+            json!({"now": rfc3339(t), "tenant": TENANT}),
+        )
+        .await;
+    assert!(failed.is_err(), "the run reports its failure: {failed:?}");
+    rig.stack.proxy.clear_faults();
+    assert!(rig.notifications().await.is_empty());
+    let (_, none) = rig.get("/v1/alerts").await;
+    assert_eq!(none["alerts"], json!([]));
+    // The next run does it, once.
+    rig.evaluate(t + Duration::minutes(5)).await;
+    assert_eq!(rig.notifications().await.len(), 1);
+
+    // A commit applied whose answer is lost: the SDK's retry carries the same
+    // token and is answered as the first; one alert, one notification.
+    rig.rules(json!([{"id": "payment", "kind": "payment_failed", "scope": {"accounts": ["acme", "globex"]}}])).await;
+    rig.stack
+        .proxy
+        .inject("TransactWriteItems", Fault::ForwardThenFail, Some(1));
+    rig.evaluate(t + Duration::minutes(10)).await;
+    rig.stack.proxy.clear_faults();
+    let sent = rig.notifications().await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["account"], "globex");
+
+    // The bus down: the webhook has it, the bus gets it on a later run, once.
+    rig.rules(json!([{"id": "payment", "kind": "payment_failed"}]))
+        .await;
+    rig.stack
+        .proxy
+        .inject("PutEvents", Fault::ServerError, None);
+    let report = rig.evaluate(t + Duration::minutes(15)).await;
+    rig.stack.proxy.clear_faults();
+    assert_eq!(report["delivery_failures"], 1, "{report}");
+    assert!(rig.notifications().await.is_empty());
+    let (_, listed) = rig.get("/v1/alerts/notifications?limit=1").await;
+    let delivery = &listed["notifications"][0]["delivery"];
+    assert_eq!(delivery["bus"], "pending", "{listed}");
+    assert_eq!(delivery["webhook"], "sent");
+    assert_eq!(delivery["last_error"], "event bus unavailable");
+    rig.evaluate(t + Duration::minutes(17)).await;
+    let sent = rig.notifications().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["account"], "initech");
+    let by_id = rig.hook.deliveries_by_id();
+    assert!(
+        by_id.values().all(|n| *n == 1),
+        "the webhook was not sent again: {by_id:?}"
+    );
+    assert_eq!(by_id.len(), 3);
     rig.stack.shutdown().await;
 }
