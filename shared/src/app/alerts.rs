@@ -83,6 +83,12 @@ pub struct RuleBody {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "crate::http::body::present"
     )]
+    pub keep_firing_for: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::http::body::present"
+    )]
     pub severity: Option<String>,
     #[serde(
         default,
@@ -265,6 +271,17 @@ impl RuleBody {
                     ApiError::invalid(field("repeat"), "expected a duration from 5m to 30d")
                 })?,
         };
+        let keep_firing_for = match &self.keep_firing_for {
+            None => Duration::ZERO,
+            Some(text) => parse_duration(text)
+                .filter(|d| *d <= Duration::days(30))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        field("keep_firing_for"),
+                        "expected a duration such as 0m or 6h, at most 30d",
+                    )
+                })?,
+        };
         let severity = match &self.severity {
             None => Severity::Warning,
             Some(text) => Severity::parse(text).ok_or_else(|| {
@@ -341,6 +358,7 @@ impl RuleBody {
             min_calls,
             pending_for,
             repeat,
+            keep_firing_for,
             severity,
             labels,
             scope,
@@ -364,6 +382,7 @@ impl RuleBody {
             min_calls: spec.min_calls.then_some(rule.min_calls as i64),
             pending_for: Some(format_duration(rule.pending_for)),
             repeat: Some(format_duration(rule.repeat)),
+            keep_firing_for: Some(format_duration(rule.keep_firing_for)),
             severity: Some(
                 match rule.severity {
                     Severity::Info => "info",

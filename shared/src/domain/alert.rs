@@ -211,6 +211,8 @@ pub struct Rule {
     pub pending_for: Duration,
     /// How often a firing alert is sent again.
     pub repeat: Duration,
+    /// How long a firing alert stays firing once its condition clears.
+    pub keep_firing_for: Duration,
     pub severity: Severity,
     pub labels: BTreeMap<String, String>,
     pub scope: Scope,
@@ -258,11 +260,12 @@ pub fn default_rules() -> Vec<Rule> {
         min_calls: DEFAULT_MIN_CALLS,
         pending_for,
         repeat: Duration::days(1),
+        keep_firing_for: Duration::ZERO,
         severity,
         labels: BTreeMap::new(),
         scope: Scope::All,
     };
-    vec![
+    let mut rules = vec![
         rule(
             "usage-drop",
             Kind::UsageDrop,
@@ -351,7 +354,17 @@ pub fn default_rules() -> Vec<Rule> {
             Duration::days(1),
             Severity::Warning,
         ),
-    ]
+    ];
+    // Figures that flap around their threshold on quiet accounts stay firing
+    // a while once clear: one page per episode (tuned with the replay).
+    for rule in &mut rules {
+        rule.keep_firing_for = match rule.kind {
+            Kind::ErrorRate | Kind::LatencyP95 => Duration::hours(12),
+            Kind::TicketSurge | Kind::QuotaForecast => Duration::days(2),
+            _ => Duration::ZERO,
+        };
+    }
+    rules
 }
 
 /// What an evaluation knows of one account: its contract's quota and the
@@ -567,6 +580,13 @@ pub struct ActiveAlert {
     /// When it was last sent (None: never, e.g. silenced since it fired).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub notified_at: Option<OffsetDateTime>,
+    /// Firing, its condition clear since then (kept for `keep_firing_for`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub clear_since: Option<OffsetDateTime>,
     #[serde(default)]
     pub value: Option<f64>,
 }
@@ -722,9 +742,21 @@ pub fn step(
     for (rule, reading) in readings {
         let before = prior.alerts.get(&rule.id);
         if !reading.breached {
-            if let Some(alert) = before {
-                resolve(rule, alert, &mut out);
+            let Some(alert) = before else { continue };
+            // A firing alert stays firing `keep_firing_for` after its condition
+            // clears (Prometheus' keep_firing_for): a flapping figure pages once.
+            let cleared = alert.clear_since.unwrap_or(now);
+            if alert.phase == Phase::Firing && now - cleared < rule.keep_firing_for {
+                let mut kept = alert.clone();
+                kept.clear_since = Some(cleared);
+                kept.value = reading.value;
+                if !muted(rule) {
+                    due |= kept.notified_at.is_none_or(|at| now - at >= rule.repeat);
+                }
+                out.next.alerts.insert(rule.id.clone(), kept);
+                continue;
             }
+            resolve(rule, alert, &mut out);
             continue;
         }
         let mut alert = before.cloned().unwrap_or(ActiveAlert {
@@ -732,9 +764,11 @@ pub fn step(
             since: now,
             fired_at: None,
             notified_at: None,
+            clear_since: None,
             value: reading.value,
         });
         alert.value = reading.value;
+        alert.clear_since = None;
         if alert.phase == Phase::Pending && now - alert.since >= rule.pending_for {
             alert.phase = Phase::Firing;
             alert.fired_at = Some(now);
@@ -771,13 +805,19 @@ pub fn step(
     }
     out.send.sort_by(|a, b| a.rule.cmp(&b.rule));
     // Only the value changed: no write (the next evaluation reads it anew).
-    let comparable =
-        |a: &AccountAlerts| -> Vec<(String, Phase, OffsetDateTime, Option<OffsetDateTime>)> {
-            a.alerts
-                .iter()
-                .map(|(k, v)| (k.clone(), v.phase, v.since, v.notified_at))
-                .collect()
-        };
+    type Key = (
+        String,
+        Phase,
+        OffsetDateTime,
+        Option<OffsetDateTime>,
+        Option<OffsetDateTime>,
+    );
+    let comparable = |a: &AccountAlerts| -> Vec<Key> {
+        a.alerts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.phase, v.since, v.notified_at, v.clear_since))
+            .collect()
+    };
     out.changed = comparable(&out.next) != comparable(prior);
     out
 }
@@ -919,6 +959,7 @@ mod tests {
             min_calls: 10,
             pending_for: Duration::hours(2),
             repeat: Duration::hours(6),
+            keep_firing_for: Duration::ZERO,
             severity: Severity::Warning,
             labels: BTreeMap::new(),
             scope: Scope::All,
@@ -1040,6 +1081,76 @@ mod tests {
         assert_eq!(s5.send.len(), 1);
         assert_eq!(s5.send[0].status, Status::Resolved);
         assert!(s5.next.alerts.is_empty());
+    }
+
+    #[test]
+    fn keep_firing_for_pages_once_through_a_flap() {
+        let account = AccountId::parse("acme").expect("id");
+        let mut r = rule(Kind::ErrorRate, Some(0.1), Some(Duration::hours(6)));
+        r.pending_for = Duration::ZERO;
+        r.keep_firing_for = Duration::hours(3);
+        let (on, off) = (
+            Reading {
+                value: Some(0.2),
+                breached: true,
+            },
+            Reading {
+                value: Some(0.0),
+                breached: false,
+            },
+        );
+        let none = BTreeMap::new();
+        let t0 = datetime!(2026-11-30 00:00 UTC);
+        let fired = step(
+            &account,
+            &[(&r, on.clone())],
+            &none,
+            &AccountAlerts::default(),
+            &[],
+            t0,
+        );
+        assert_eq!(fired.send.len(), 1);
+        // Clear for 2 h, then breached again: still the same alert, nothing sent.
+        let clear = step(
+            &account,
+            &[(&r, off.clone())],
+            &none,
+            &fired.next,
+            &[],
+            t0 + Duration::hours(1),
+        );
+        assert!(clear.send.is_empty() && clear.changed);
+        assert_eq!(clear.next.alerts["r"].phase, Phase::Firing);
+        let again = step(
+            &account,
+            &[(&r, on)],
+            &none,
+            &clear.next,
+            &[],
+            t0 + Duration::hours(2),
+        );
+        assert!(again.send.is_empty() && again.transitions.is_empty());
+        assert_eq!(again.next.alerts["r"].clear_since, None);
+        // Clear for 3 h: resolved, once.
+        let c1 = step(
+            &account,
+            &[(&r, off.clone())],
+            &none,
+            &again.next,
+            &[],
+            t0 + Duration::hours(3),
+        );
+        let c2 = step(
+            &account,
+            &[(&r, off)],
+            &none,
+            &c1.next,
+            &[],
+            t0 + Duration::hours(6),
+        );
+        assert!(c1.send.is_empty());
+        assert_eq!(c2.send.len(), 1);
+        assert_eq!(c2.send[0].status, Status::Resolved);
     }
 
     #[test]

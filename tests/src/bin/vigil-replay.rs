@@ -8,7 +8,8 @@
 //! runs (`app::alerts::account_step`) with the rollups as they stood at that
 //! time. Then, per default rule: alerts that match an incident (the rule's
 //! kind of incident, on that account, started before it fired), false alarms,
-//! incidents missed, and the delay from an incident's start to its first alert.
+//! incidents missed (neither firing when it started nor fired after), and the
+//! delay from an incident's start to its first alert.
 //!
 //!   cargo run -p vigil-tests --bin vigil-replay -- demo.json [--step-hours 1] [--json out.json]
 //!       [--min-precision 0.9] [--min-recall 0.9]
@@ -130,8 +131,9 @@ fn main() {
 
     let rules = default_rules();
     let mut states: BTreeMap<String, AccountAlerts> = BTreeMap::new();
-    // (account, rule) -> times it fired.
-    let mut fired: BTreeMap<(String, String), Vec<OffsetDateTime>> = BTreeMap::new();
+    // (account, rule) -> each alert: when it fired, and resolved (None: still firing).
+    type Episodes = Vec<(OffsetDateTime, Option<OffsetDateTime>)>;
+    let mut fired: BTreeMap<(String, String), Episodes> = BTreeMap::new();
     let mut steps = 0;
     let mut now = start + Duration::days(1);
     while now <= end {
@@ -178,15 +180,18 @@ fn main() {
             };
             let prior = states.remove(&account.id).unwrap_or_default();
             let step = account_step(&entry, &rules, &[], &prior, &days, &hours, now);
-            for t in step
-                .transitions
-                .iter()
-                .filter(|t| t.alert.status == Status::Firing)
-            {
-                fired
+            for t in &step.transitions {
+                let episodes = fired
                     .entry((account.id.clone(), t.alert.rule.clone()))
-                    .or_default()
-                    .push(t.alert.fired_at);
+                    .or_default();
+                match t.alert.status {
+                    Status::Firing => episodes.push((t.alert.fired_at, None)),
+                    Status::Resolved => {
+                        if let Some(e) = episodes.iter_mut().find(|e| e.0 == t.alert.fired_at) {
+                            e.1 = Some(now);
+                        }
+                    }
+                }
             }
             let mut next = step.next;
             next.version = prior.version + u64::from(step.changed);
@@ -238,11 +243,23 @@ fn main() {
         let mut delays = Vec::new();
         let mut first_hit: BTreeMap<usize, OffsetDateTime> = BTreeMap::new();
         let mut alerts = 0;
-        for ((account, rule_id), times) in &fired {
+        for ((account, rule_id), episodes) in &fired {
             if rule_id != &rule.id {
                 continue;
             }
-            for t in times {
+            // An incident that starts while an alert of its kind already fires
+            // on the account is caught at once (delay 0).
+            for (index, incident) in incidents.iter().enumerate() {
+                let start = parse(&incident.start);
+                let firing = episodes
+                    .iter()
+                    .any(|(at, until)| *at <= start && until.is_none_or(|u| u > start));
+                if &incident.account == account && firing {
+                    caught.insert(index);
+                    first_hit.insert(index, start);
+                }
+            }
+            for (t, _) in episodes {
                 alerts += 1;
                 // The latest incident of the account that started before it fired.
                 let hit = incidents
