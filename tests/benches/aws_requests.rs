@@ -414,19 +414,22 @@ async fn alert_evaluation_costs(stack: &TestStack) {
             .into_iter()
             .collect();
         let total: usize = counts.values().sum();
-        let floor = 1 + 1 + accounts.div_ceil(100) + 2 * accounts + 1;
+        let floor = 1 + accounts.div_ceil(4000) + accounts.div_ceil(100) + 2 * accounts + 1;
         let units = stack.proxy.read_units();
         println!(
-            "  {accounts:>6} accounts ({days} days of rollups each): {total} requests {counts:?}, floor {floor}; \
+            "  {accounts:>6} accounts ({days} days of rollups each): {total} requests sent {counts:?} ({} Query answered: the rest are the SDK's retries of late answers), floor {floor}; \
              {units} read units ({:.2} per account); wall time against the emulator {:.1} s ({:.1} ms per account)",
+            stack.proxy.answered("Query"),
             units / accounts as f64,
             wall.as_secs_f64(),
             wall.as_secs_f64() * 1000.0 / accounts as f64
         );
-        assert_eq!(
-            counts.get("Query").copied(),
-            Some(2 * accounts + 3),
-            "2 per account + settings, directory, outbox"
+        // The directory takes one Query a MB (about 4,000 entries). Answered,
+        // not sent: the SDK sends again an answer the emulator gave too late.
+        let queries = stack.proxy.answered("Query");
+        assert!(
+            (2 * accounts + 3..=2 * accounts + 2 + accounts.div_ceil(4000)).contains(&queries),
+            "2 per account + settings, directory pages, outbox: {queries}"
         );
         assert_eq!(
             counts.get("BatchGetItem").copied(),
@@ -547,6 +550,17 @@ async fn main() {
         std::process::exit(2);
     }
     let stack = TestStack::start().await;
+    if std::env::var("VIGIL_BENCH_ONLY").as_deref() == Ok("alerts") {
+        // The alert evaluation alone (its tenants seeded as the dashboard's are).
+        let to = time::OffsetDateTime::now_utc().date() - time::Duration::days(1);
+        seed_rollups(&stack, "dash100", 100, 90, to).await;
+        if !cfg!(debug_assertions) {
+            seed_rollups(&stack, "dash1000", 1000, 60, to).await;
+        }
+        alert_evaluation_costs(&stack).await;
+        stack.shutdown().await;
+        return;
+    }
     let tenants = stack.table("TenantsTable");
     // The authorizer's reads and writes are reported on their own, below.
     let ingest_counts = |stack: &TestStack| -> BTreeMap<String, usize> {

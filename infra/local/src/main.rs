@@ -214,6 +214,8 @@ fn print_banner(state: &StackState, state_file: &std::path::Path, demo_key: &str
     println!("  curl -s '{api}/v1/accounts?sort=health' -H 'authorization: Bearer {demo_key}'");
     println!("  curl -s -X POST {api}/v1/privacy/requests -H 'content-type: application/json' \\");
     println!("    -H 'authorization: Bearer {demo_key}' -d '{{\"type\": \"access\", \"subject\": \"u-42\"}}'   # a data subject's rights");
+    println!("  curl -s {api}/v1/alerts/rules -H 'authorization: Bearer {demo_key}'   # the alert rules in force");
+    println!("  ./infra/vigil-ops --local job invoke AlertsFunction        # evaluate alerts now (then GET /v1/alerts)");
     println!("\nThe API's contract (no key needed): {api}/openapi.yaml, {api}/openapi.json");
     println!("The dashboard: {api}/dashboard (give it a key with the read scope; ./infra/run --demo fills it with demo customers)");
     println!("\nCtrl-C stops the server and the emulator.");

@@ -38,6 +38,9 @@ const CONCURRENT_ACCOUNTS: usize = 16;
 const DELIVERY_LEASE: Duration = Duration::minutes(2);
 /// Attempts (one per run, after the backoff) before a delivery is given up.
 pub const MAX_DELIVERY_ATTEMPTS: u32 = 8;
+/// Notifications one run delivers per tenant at most (a healthy receiver answers
+/// in tens of milliseconds; a failing one is probed once per run).
+pub const MAX_DELIVERIES_PER_RUN: usize = 500;
 /// Times an evaluation reads an account again after losing a race for it.
 const COMMIT_TRIES: usize = 3;
 
@@ -704,7 +707,8 @@ impl Alerting {
                 }
             }
         }
-        let (notifications, delivered, failures) = self.deliver(tenant, &settings, now).await?;
+        let (notifications, delivered, failures) =
+            self.deliver(tenant, &settings, now, deadline).await?;
         run.notifications = notifications;
         run.delivered = delivered;
         run.delivery_failures = failures;
@@ -799,10 +803,15 @@ impl Alerting {
         tenant: &TenantId,
         settings: &StoredSettings,
         now: OffsetDateTime,
+        deadline: Instant,
     ) -> Result<(usize, usize, usize), StoreError> {
         let due = self.table.pending(tenant, now).await?;
         let mut claimed: Vec<Pending> = Vec::new();
         for pending in due {
+            // Bounded: the rest waits for the next run (5 minutes later).
+            if claimed.len() >= MAX_DELIVERIES_PER_RUN || Instant::now() >= deadline {
+                break;
+            }
             if self
                 .table
                 .claim(tenant, &pending, DELIVERY_LEASE, now)
