@@ -611,11 +611,16 @@ async fn evaluations_back_to_back_and_concurrent_send_each_notification_once() {
     rig.rules(json!([{"id": "payment", "kind": "payment_failed"}]))
         .await;
     let now = wall + Duration::minutes(1);
-    // Twice at once (the same `now`, then a second apart), then back to back.
-    let (a, b) = tokio::join!(rig.evaluate(now), rig.evaluate(now));
-    let (c, d) = tokio::join!(rig.evaluate(now + Duration::seconds(1)), rig.evaluate(now));
-    rig.evaluate(now).await;
-    rig.evaluate(now + Duration::seconds(2)).await;
+    // Twice at once a second apart (both read the same state: one commit per
+    // account wins, the other reads again), then at once at the same `now`,
+    // then back to back.
+    let (a, b) = tokio::join!(rig.evaluate(now), rig.evaluate(now + Duration::seconds(1)));
+    let (c, d) = tokio::join!(
+        rig.evaluate(now + Duration::seconds(2)),
+        rig.evaluate(now + Duration::seconds(2))
+    );
+    rig.evaluate(now + Duration::seconds(3)).await;
+    rig.evaluate(now + Duration::seconds(3)).await;
     let committed: u64 = [&a, &b, &c, &d]
         .iter()
         .map(|r| r["committed"].as_u64().unwrap_or(0))
