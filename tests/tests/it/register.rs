@@ -403,7 +403,7 @@ fn the_readme_summarises_the_register_as_it_is() {
 }
 
 #[test]
-fn only_the_ingest_and_privacy_functions_may_use_the_lookup_and_contact_keys() {
+fn only_the_functions_that_need_them_may_use_the_lookup_contact_and_webhook_keys() {
     let template = std::fs::read_to_string(vigil_local::repo_template()).expect("template");
     // Each top-level resource's block of text.
     let mut blocks: Vec<(String, String)> = Vec::new();
@@ -453,4 +453,11 @@ fn only_the_ingest_and_privacy_functions_may_use_the_lookup_and_contact_keys() {
     let contact = policy("SubjectContactKey");
     assert!(contact.contains("Effect: Deny") && contact.contains("PrivacyFunctionRole*"));
     assert!(!contact.contains("IngestFunctionRole"));
+    // Webhook signing secrets: sealed and opened by the alerts function alone.
+    assert_eq!(
+        using("kms:Decrypt", "WebhookSecretKey.Arn"),
+        BTreeSet::from(["AlertsFunction".to_owned()])
+    );
+    let webhook = policy("WebhookSecretKey");
+    assert!(webhook.contains("Effect: Deny") && webhook.contains("AlertsFunctionRole*"));
 }
