@@ -540,7 +540,7 @@ impl AlertsTable {
         now: OffsetDateTime,
     ) -> Result<(Vec<HistoryEntry>, Option<String>), StoreError> {
         let pk = keys::alert_history_pk(tenant);
-        let mut query = self
+        let query = self
             .db
             .client
             .query()
@@ -549,19 +549,8 @@ impl AlertsTable {
             .expression_attribute_values(":pk", s(pk.clone()))
             .expression_attribute_values(":prefix", s(keys::alert_history_prefix(account)))
             .limit(i32::try_from(limit).unwrap_or(100));
-        if let Some(sk) = start {
-            query = query.set_exclusive_start_key(Some(key(pk, sk)));
-        }
-        let out = query.send().await.map_err(|e| failed("Query", e))?;
-        let next = out
-            .last_evaluated_key
-            .as_ref()
-            .and_then(|k| k.get(keys::SK))
-            .and_then(|v| v.as_s().ok())
-            .cloned();
-        let entries = out
-            .items
-            .unwrap_or_default()
+        let (items, next) = self.db.page(query, &pk, start).await?;
+        let entries = items
             .iter()
             .filter(|item| is_live(item, now))
             .filter_map(history_entry)
@@ -766,7 +755,7 @@ impl AlertsTable {
         now: OffsetDateTime,
     ) -> Result<(Vec<NotificationRecord>, Option<String>), StoreError> {
         let pk = keys::notification_pk(tenant);
-        let mut query = self
+        let query = self
             .db
             .client
             .query()
@@ -776,19 +765,8 @@ impl AlertsTable {
             .scan_index_forward(false)
             .consistent_read(true)
             .limit(i32::try_from(limit).unwrap_or(100));
-        if let Some(sk) = start {
-            query = query.set_exclusive_start_key(Some(key(pk, sk)));
-        }
-        let out = query.send().await.map_err(|e| failed("Query", e))?;
-        let next = out
-            .last_evaluated_key
-            .as_ref()
-            .and_then(|k| k.get(keys::SK))
-            .and_then(|v| v.as_s().ok())
-            .cloned();
-        let records = out
-            .items
-            .unwrap_or_default()
+        let (items, next) = self.db.page(query, &pk, start).await?;
+        let records = items
             .into_iter()
             .filter(|item| is_live(item, now))
             .map(|item| NotificationRecord {

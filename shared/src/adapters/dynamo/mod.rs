@@ -172,6 +172,35 @@ impl Dynamo {
         }
     }
 
+    /// One page of a query of partition `pk`, from after sort key `start`:
+    /// its items and the sort key to continue from (None: the last page).
+    pub(crate) async fn page(
+        &self,
+        query: QueryFluentBuilder,
+        pk: &str,
+        start: Option<String>,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let start = start.map(|sk| {
+            Item::from([
+                (crate::keys::PK.to_owned(), AttributeValue::S(pk.to_owned())),
+                (crate::keys::SK.to_owned(), AttributeValue::S(sk)),
+            ])
+        });
+        let out = query
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| failed("Query", e))?;
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|k| k.get(crate::keys::SK))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        Ok((out.items.unwrap_or_default(), next))
+    }
+
     /// One item by key, strongly consistent, only the attributes named (None: all).
     pub(crate) async fn get(
         &self,
