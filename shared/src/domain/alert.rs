@@ -911,24 +911,29 @@ impl Notification {
 pub fn describe(alert: &NotifiedAlert) -> String {
     let value = alert.value.unwrap_or(0.0);
     let threshold = alert.threshold.unwrap_or(0.0);
-    let window = alert.window.as_deref().unwrap_or("");
+    // The history keeps no window: its lines say less, never something wrong.
+    let over = alert
+        .window
+        .as_deref()
+        .map(|w| format!(" over {w}"))
+        .unwrap_or_default();
     let text = match alert.kind {
         Kind::UsageDrop => format!(
-            "calls {:.0} % below the usual over {window} (threshold {:.0} %)",
+            "calls {:.0} % below the usual{over} (threshold {:.0} %)",
             value * 100.0,
             threshold * 100.0
         ),
-        Kind::UsageSpike => format!("calls {value:.1}× the usual over {window}"),
+        Kind::UsageSpike => format!("calls {value:.1}× the usual{over}"),
         Kind::Quota => format!("{:.0} % of the monthly quota used", value * 100.0),
         Kind::QuotaForecast => format!(
             "on pace for {:.0} % of the monthly quota by the end of the month",
             value * 100.0
         ),
-        Kind::ErrorRate => format!("{:.1} % of calls failed over {window}", value * 100.0),
-        Kind::LatencyP95 => format!("p95 latency {value:.0} ms over {window}"),
+        Kind::ErrorRate => format!("{:.1} % of calls failed{over}", value * 100.0),
+        Kind::LatencyP95 => format!("p95 latency {value:.0} ms{over}"),
         Kind::Inactivity => format!("no activity for {value:.0} days"),
         Kind::PaymentFailed => "the latest payment failed".to_owned(),
-        Kind::TicketSurge => format!("{value:.0} support tickets opened in {window}"),
+        Kind::TicketSurge => format!("{value:.0} support tickets opened{over}"),
         Kind::HealthBelow => format!("health score {value:.0} (below {threshold:.0})"),
     };
     match alert.status {
