@@ -675,6 +675,14 @@ impl Alerting {
                 !ended
             })
             .collect();
+        // A run out of budget stops starting accounts; each run starts at
+        // another place in the list, so no account waits behind the others.
+        let mut watched = watched;
+        if !watched.is_empty() {
+            let slot = (now.unix_timestamp() / 300).unsigned_abs() as usize;
+            let len = watched.len();
+            watched.rotate_left(slot.wrapping_mul(7919) % len);
+        }
         let ids: Vec<AccountId> = watched.iter().map(|e| e.account.clone()).collect();
         let mut states = self.table.states(tenant, &ids).await?;
         let outcomes: Vec<Result<Option<(bool, usize)>, StoreError>> = stream::iter(watched)
