@@ -145,13 +145,15 @@ impl Function for Deps {
         if event.get("requestContext").is_some() {
             let request: ApiGatewayV2httpRequest = serde_json::from_value(event)
                 .map_err(|e| EvaluationError::BadEvent(e.to_string()))?;
-            let response = handle(&request, self).await;
+            // Boxed: the route table's future is deep enough to overflow the
+            // compiler's layout query depth inside `lambda_main!`.
+            let response = Box::pin(handle(&request, self)).await;
             return serde_json::to_value(response)
                 .map_err(|e| EvaluationError::BadEvent(e.to_string()));
         }
         // A scheduled event carries EventBridge's fields: only `now` and `tenant` matter.
         let run: EvaluationRun = serde_json::from_value(event).unwrap_or_default();
-        let report = evaluate(self, run).await?;
+        let report = Box::pin(evaluate(self, run)).await?;
         Ok(serde_json::to_value(report).unwrap_or_default())
     }
 }
