@@ -3,7 +3,7 @@
 //! scheduled work: evaluate every account of a tenant at `now`, commit what
 //! changed, then deliver the outbox to the bus and the webhook.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
@@ -916,7 +916,7 @@ impl Alerting {
         secret: &str,
         pending: &Pending,
     ) -> Result<(), WebhookFailure> {
-        let id = notification_id(&pending.payload);
+        let id = notification_id(&pending.sk);
         let mut last = WebhookFailure::Unreachable;
         for attempt in 0..2 {
             if attempt > 0 {
@@ -979,12 +979,10 @@ fn rfc3339(time: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// The `id` of a notification payload (also the webhook's `webhook-id`).
-fn notification_id(payload: &str) -> String {
-    serde_json::from_str::<HashMap<String, serde_json::Value>>(payload)
-        .ok()
-        .and_then(|m| m.get("id").and_then(|v| v.as_str()).map(str::to_owned))
-        .unwrap_or_default()
+/// The notification id an outbox key ends with (`P#<created at>#<id>`): also
+/// the webhook's `webhook-id`.
+fn notification_id(outbox_sk: &str) -> String {
+    outbox_sk.rsplit('#').next().unwrap_or_default().to_owned()
 }
 
 #[cfg(test)]

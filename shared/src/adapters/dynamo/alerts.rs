@@ -529,6 +529,21 @@ impl AlertsTable {
         }
     }
 
+    /// The query of the alert history: every account's, or one's.
+    fn history_query(
+        &self,
+        tenant: &TenantId,
+        account: Option<&AccountId>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.db
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(keys::alert_history_pk(tenant)))
+            .expression_attribute_values(":prefix", s(keys::alert_history_prefix(account)))
+    }
+
     /// Alerts that fired, newest account-time order within an account, from
     /// `start` (an exclusive sort key) on; at most `limit` read.
     pub async fn history(
@@ -541,13 +556,7 @@ impl AlertsTable {
     ) -> Result<(Vec<HistoryEntry>, Option<String>), StoreError> {
         let pk = keys::alert_history_pk(tenant);
         let query = self
-            .db
-            .client
-            .query()
-            .table_name(&self.name)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(pk.clone()))
-            .expression_attribute_values(":prefix", s(keys::alert_history_prefix(account)))
+            .history_query(tenant, account)
             .limit(i32::try_from(limit).unwrap_or(100));
         let (items, next) = self.db.page(query, &pk, start).await?;
         let entries = items
@@ -728,13 +737,7 @@ impl AlertsTable {
         now: OffsetDateTime,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
         let query = self
-            .db
-            .client
-            .query()
-            .table_name(&self.name)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(keys::alert_history_pk(tenant)))
-            .expression_attribute_values(":prefix", s(keys::alert_history_prefix(Some(account))))
+            .history_query(tenant, Some(account))
             .scan_index_forward(false);
         Ok(self
             .db
