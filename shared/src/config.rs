@@ -39,10 +39,12 @@ pub enum Setting {
     WebhookKeyId,
     /// `true` only on the local stack: webhooks may use plain `http://` to loopback.
     WebhookAllowLoopback,
+    /// The KMS HMAC key the export's pseudonyms are derived from.
+    ExportPseudonymKeyId,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 16] = [
+    pub const ALL: [Setting; 17] = [
         Setting::EventsTable,
         Setting::AggregatesTable,
         Setting::SubjectsTable,
@@ -59,6 +61,7 @@ impl Setting {
         Setting::AlertBus,
         Setting::WebhookKeyId,
         Setting::WebhookAllowLoopback,
+        Setting::ExportPseudonymKeyId,
     ];
 
     pub fn env_name(self) -> &'static str {
@@ -79,6 +82,7 @@ impl Setting {
             Setting::AlertBus => "VIGIL_ALERT_BUS",
             Setting::WebhookKeyId => "VIGIL_WEBHOOK_KEY_ID",
             Setting::WebhookAllowLoopback => "VIGIL_WEBHOOK_ALLOW_LOOPBACK",
+            Setting::ExportPseudonymKeyId => "VIGIL_EXPORT_PSEUDONYM_KEY_ID",
         }
     }
 
@@ -101,6 +105,7 @@ impl Setting {
             Setting::AlertBus => "AlertBus",
             Setting::WebhookKeyId => "WebhookSecretKey",
             Setting::WebhookAllowLoopback => "WebhookAllowLoopback",
+            Setting::ExportPseudonymKeyId => "ExportPseudonymKey",
         }
     }
 

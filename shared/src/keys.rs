@@ -14,6 +14,7 @@
 //! | subjects   | `T#<tenant>#U#<lookup>`    | -                  | one data subject      |
 //! | tenants    | `T#<tenant>`               | `TENANT`           | the tenant            |
 //! | tenants    | `T#<tenant>`               | `KEY#<key id>`     | one API key           |
+//! | tenants    | `T#<tenant>`               | `EXPORT#<yyyy-mm>` | a month's export run and checkpoint |
 //! | privacy    | `T#<tenant>#PRIVACY`       | `R#<request id>`   | one data subject request |
 //! | privacy    | `T#<tenant>#PRIVACY`       | `O#<type>[#<purpose>]#<pseudonym>` | the open request of a type for a subject |
 //! | privacy    | `T#<tenant>#PRIVACY`       | `X#<suppression marker>` | an erasure a restore must re-apply |
@@ -26,7 +27,10 @@
 //! | audit      | `T#<tenant>#AUDITCHECK`    | `VERIFIED`         | the last verified anchor's sequence |
 //!
 //! Objects in the data bucket: `privacy/<tenant>/<request id>/<file>`, the
-//! bundle of an access or portability request (expires after 7 days).
+//! bundle of an access or portability request (expires after 7 days);
+//! `exports/<tenant>/<yyyy-mm>/manifest.json` and
+//! `exports/<tenant>/<yyyy-mm>/run-<run id>/{features,events}/part-<shard>.parquet`,
+//! a month's re-training dataset (expires after 395 days).
 //!
 //! Objects in the audit anchor bucket: `anchors/<tenant>/<seq, 20 digits>_<hash>`,
 //! one per anchored chain head (the listing alone tells every anchor).
@@ -70,7 +74,7 @@ pub fn month_shard_pk(tenant: &TenantId, month: &str, shard: u32) -> String {
     format!("T#{tenant}#M#{month}#{shard:02}")
 }
 
-fn month_shard(account: &AccountId) -> u32 {
+pub fn month_shard(account: &AccountId) -> u32 {
     let hash = account.as_str().bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
@@ -246,6 +250,38 @@ pub fn tenant_of_pk(pk: &str) -> Option<&str> {
     pk.strip_prefix("T#").filter(|t| !t.contains('#'))
 }
 pub const KEY_SK_PREFIX: &str = "KEY#";
+
+/// A month's export run record, in the tenant's partition of the tenants table.
+pub fn export_run_sk(month: &str) -> String {
+    format!("EXPORT#{month}")
+}
+
+/// Where a tenant's month is exported: `exports/<tenant>/<yyyy-mm>/`; the
+/// manifest sits there, each run's files under `run-<id>/`.
+pub fn export_prefix(tenant: &TenantId, month: &str) -> String {
+    format!("exports/{tenant}/{month}/")
+}
+
+pub fn export_manifest_key(tenant: &TenantId, month: &str) -> String {
+    format!("{}manifest.json", export_prefix(tenant, month))
+}
+
+pub fn export_run_prefix(tenant: &TenantId, month: &str, run_id: &str) -> String {
+    format!("{}run-{run_id}/", export_prefix(tenant, month))
+}
+
+pub fn export_file_key(
+    tenant: &TenantId,
+    month: &str,
+    run_id: &str,
+    table: &str,
+    shard: u32,
+) -> String {
+    format!(
+        "{}{table}/part-{shard:02}.parquet",
+        export_run_prefix(tenant, month, run_id)
+    )
+}
 
 pub fn api_key_sk(key_id: &str) -> String {
     format!("{KEY_SK_PREFIX}{key_id}")

@@ -48,6 +48,8 @@ struct Rule {
     fault: Fault,
     /// None: every matching request.
     remaining: Option<u32>,
+    /// Matching requests let through before the fault applies.
+    skip: u32,
 }
 
 #[derive(Default)]
@@ -288,15 +290,23 @@ impl FaultProxy {
             table: Some(table.to_owned()),
             fault,
             remaining: times,
+            skip: 0,
         });
     }
 
     pub fn inject(&self, operation: &str, fault: Fault, times: Option<u32>) {
+        self.inject_after(operation, 0, fault, times);
+    }
+
+    /// As `inject`, once `skip` matching requests have gone through: a fault
+    /// mid-way through a job.
+    pub fn inject_after(&self, operation: &str, skip: u32, fault: Fault, times: Option<u32>) {
         self.state().rules.push(Rule {
             operation: operation.to_owned(),
             table: None,
             fault,
             remaining: times,
+            skip,
         });
     }
 
@@ -373,14 +383,31 @@ impl FaultProxy {
     }
 }
 
+/// DynamoDB and KMS name their operation in `x-amz-target`; S3 requests are
+/// `s3:<METHOD>`, but for the multipart steps, named as S3 names them.
 fn operation_of(request: &Request<Incoming>) -> String {
-    request
+    if let Some(target) = request
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|target| target.rsplit('.').next())
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("s3:{}", request.method()))
+    {
+        return target.to_owned();
+    }
+    let query = request.uri().query().unwrap_or_default();
+    let has = |name: &str| {
+        query
+            .split('&')
+            .any(|pair| pair == name || pair.starts_with(&format!("{name}=")))
+    };
+    let method = request.method().as_str();
+    match method {
+        "PUT" if has("partNumber") => "s3:UploadPart".to_owned(),
+        "POST" if has("uploads") => "s3:CreateMultipartUpload".to_owned(),
+        "POST" if has("uploadId") => "s3:CompleteMultipartUpload".to_owned(),
+        "DELETE" if has("uploadId") => "s3:AbortMultipartUpload".to_owned(),
+        _ => format!("s3:{method}"),
+    }
 }
 
 /// The table a DynamoDB request names (`TableName`, or the first of `RequestItems`).
@@ -412,6 +439,10 @@ fn take_fault(state: &Mutex<State>, operation: &str, table: String) -> Option<Fa
         .entry((operation.to_owned(), table))
         .or_default() += 1;
     let rule = &mut state.rules[matched?];
+    if rule.skip > 0 {
+        rule.skip -= 1;
+        return None;
+    }
     if let Some(remaining) = rule.remaining.as_mut() {
         *remaining -= 1;
     }

@@ -10,6 +10,9 @@ use aws_sdk_kms::types::{DataKeySpec, MacAlgorithmSpec};
 
 use crate::config::{Config, ConfigError, Setting};
 use crate::crypto::{CryptoError, SubjectLookup};
+use crate::domain::export::{
+    account_secret_message, subject_secret_message, ExportMonth, Pseudonyms,
+};
 use crate::domain::{SubjectId, TenantId};
 
 /// Fixed, versioned message: the derived secret changes only with the key or
@@ -23,11 +26,21 @@ async fn derive_secret(
     key_id: &str,
     version: u32,
 ) -> Result<[u8; 32], CryptoError> {
+    mac_secret(client, key_id, lookup_secret_message(version)).await
+}
+
+/// A 32-byte secret: the KMS HMAC (SHA-256) of a fixed message under `key_id`.
+/// The key never leaves KMS; the secret lives in memory only.
+async fn mac_secret(
+    client: &aws_sdk_kms::Client,
+    key_id: &str,
+    message: Vec<u8>,
+) -> Result<[u8; 32], CryptoError> {
     let out = client
         .generate_mac()
         .key_id(key_id)
         .mac_algorithm(MacAlgorithmSpec::HmacSha256)
-        .message(Blob::new(lookup_secret_message(version)))
+        .message(Blob::new(message))
         .send()
         .await
         .map_err(|e| CryptoError::Kms(DisplayErrorContext(e).to_string()))?;
@@ -35,6 +48,19 @@ async fn derive_secret(
     mac.as_slice()
         .try_into()
         .map_err(|_| CryptoError::BadMacLength(mac.len()))
+}
+
+/// The export's pseudonyms for one tenant's month: two GenerateMac calls on the
+/// export's own HMAC key (not the ingestion lookup key, docs/decisions/0018).
+pub async fn derive_export_pseudonyms(
+    client: &aws_sdk_kms::Client,
+    key_id: &str,
+    tenant: &TenantId,
+    month: ExportMonth,
+) -> Result<Pseudonyms, CryptoError> {
+    let account = mac_secret(client, key_id, account_secret_message(tenant)).await?;
+    let subject = mac_secret(client, key_id, subject_secret_message(tenant, month)).await?;
+    Ok(Pseudonyms::new(account, subject))
 }
 
 /// The lookup with version 1 and no rotation.

@@ -7,5 +7,7 @@
 pub mod bus;
 pub mod dynamo;
 pub mod kms;
+#[cfg(feature = "export")]
+pub mod parquet;
 pub mod s3;
 pub mod webhook;

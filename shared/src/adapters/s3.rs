@@ -224,3 +224,239 @@ impl DataBucket {
         }
     }
 }
+
+/// An object written in parts (S3 multipart upload) with its SHA-256 computed on
+/// the way: memory holds one part at most. A small object (one part's worth or
+/// less) is sent as one PutObject instead: one request rather than three.
+#[derive(Debug)]
+pub struct ObjectUpload {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: Option<String>,
+    parts: Vec<aws_sdk_s3::types::CompletedPart>,
+    buffer: Vec<u8>,
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+/// An object as written: where, which version, its digest and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenObject {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// S3's smallest part but the last (5 MiB).
+pub const PART_BYTES: usize = 5 * 1024 * 1024;
+
+impl ObjectUpload {
+    /// Appends bytes; a full part is uploaded before this returns.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        use sha2::Digest;
+        self.hasher.update(bytes);
+        self.bytes += bytes.len() as u64;
+        self.buffer.extend_from_slice(bytes);
+        while self.buffer.len() >= PART_BYTES {
+            let rest = self.buffer.split_off(PART_BYTES);
+            let part = std::mem::replace(&mut self.buffer, rest);
+            self.upload_part(part).await?;
+        }
+        Ok(())
+    }
+
+    async fn upload_part(&mut self, part: Vec<u8>) -> Result<(), StoreError> {
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let created = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                    .send()
+                    .await
+                    .map_err(|e| failed("CreateMultipartUpload", e))?;
+                let id = created.upload_id.unwrap_or_default();
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let number = self.parts.len() as i32 + 1;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(part))
+            .send()
+            .await
+            .map_err(|e| failed("UploadPart", e))?;
+        self.parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag)
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Sends what is left and makes the object visible.
+    pub async fn complete(mut self) -> Result<WrittenObject, StoreError> {
+        use sha2::Digest;
+        let last = std::mem::take(&mut self.buffer);
+        let version_id = if self.upload_id.is_none() {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                .body(ByteStream::from(last))
+                .send()
+                .await
+                .map_err(|e| failed("PutObject", e))?
+                .version_id
+        } else {
+            if !last.is_empty() {
+                self.upload_part(last).await?;
+            }
+            let parts = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(std::mem::take(&mut self.parts)))
+                .build();
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .set_upload_id(self.upload_id.take())
+                .multipart_upload(parts)
+                .send()
+                .await
+                .map_err(|e| failed("CompleteMultipartUpload", e))?
+                .version_id
+        };
+        Ok(WrittenObject {
+            key: std::mem::take(&mut self.key),
+            version_id,
+            sha256: hex::encode(std::mem::take(&mut self.hasher).finalize()),
+            bytes: self.bytes,
+        })
+    }
+
+    /// Gives up: the parts already sent are discarded (and a lifecycle rule
+    /// removes any upload this could not abort, after a day).
+    pub async fn abort(mut self) {
+        if let Some(upload_id) = self.upload_id.take() {
+            let aborted = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(upload_id)
+                .send()
+                .await;
+            if let Err(e) = aborted {
+                tracing::warn!(error = %failed("AbortMultipartUpload", e), "multipart upload left for the lifecycle rule");
+            }
+        }
+    }
+}
+
+impl DataBucket {
+    /// Starts an object written in parts (nothing is sent before the first part).
+    pub fn upload(&self, key: &str) -> ObjectUpload {
+        ObjectUpload {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            upload_id: None,
+            parts: Vec::new(),
+            buffer: Vec::new(),
+            hasher: sha2::Digest::new(),
+            bytes: 0,
+        }
+    }
+
+    /// One object's content, or None if there is none.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(failed("GetObject", e)),
+        };
+        let body = out.body.collect().await.map_err(|e| {
+            StoreError::failed(
+                "GetObject",
+                crate::ports::FailureKind::Retryable,
+                e.to_string(),
+            )
+        })?;
+        Ok(Some(body.into_bytes().to_vec()))
+    }
+
+    /// Deletes the current version of every object under `prefix` (a delete
+    /// marker each, 1,000 keys a request): the versions stay noncurrent, so a
+    /// reader holding a version id can finish, until the lifecycle rule expires
+    /// them. Returns the number of objects deleted.
+    pub async fn delete_current(&self, prefix: &str) -> Result<u64, StoreError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let mut deleted = 0;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .map_err(|e| failed("ListObjectsV2", e))?;
+            let objects: Vec<ObjectIdentifier> = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .filter_map(|key| ObjectIdentifier::builder().key(key).build().ok())
+                .collect();
+            if objects.is_empty() {
+                return Ok(deleted);
+            }
+            deleted += objects.len() as u64;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| {
+                    StoreError::failed(
+                        "DeleteObjects",
+                        crate::ports::FailureKind::Permanent,
+                        e.to_string(),
+                    )
+                })?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| failed("DeleteObjects", e))?;
+            if !out.errors().is_empty() {
+                return Err(StoreError::failed(
+                    "DeleteObjects",
+                    crate::ports::FailureKind::Retryable,
+                    format!("{} objects not deleted", out.errors().len()),
+                ));
+            }
+        }
+    }
+}

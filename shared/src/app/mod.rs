@@ -5,5 +5,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod audit;
+#[cfg(feature = "export")]
+pub mod export;
 pub mod keys;
 pub mod privacy;

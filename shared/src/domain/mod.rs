@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod alert;
 pub mod audit;
 pub mod event;
+pub mod export;
 pub mod ids;
 pub mod privacy;
 pub mod retention;

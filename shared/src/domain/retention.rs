@@ -34,6 +34,10 @@ pub enum StoredItem {
     AlertHistory,
     /// A notification sent (or being sent) and how its delivery went.
     AlertNotification,
+    /// A month's re-training dataset in the data bucket (a bucket lifecycle rule).
+    ExportDataset,
+    /// The record (and checkpoint) of a month's export run.
+    ExportRun,
 }
 
 /// How long a kind of item is kept.
@@ -74,11 +78,17 @@ pub const ALERT_HISTORY_RETENTION: Duration = Duration::days(395);
 /// failed delivery; the alert history keeps what fired).
 pub const ALERT_NOTIFICATION_RETENTION: Duration = Duration::days(30);
 
+/// Re-training datasets: 13 months, so a model can be trained on a full year
+/// and compared with the year before; the run records that made them as long.
+/// A replaced dataset's files stay one day as noncurrent versions (a reader
+/// holding the old manifest can finish), then the bucket deletes them.
+pub const EXPORT_RETENTION: Duration = Duration::days(395);
+
 /// The privacy policy's ceiling: the relationship plus 3 years.
 pub const AFTER_RELATIONSHIP: Duration = Duration::days(3 * 365 + 1);
 
 impl StoredItem {
-    pub const ALL: [StoredItem; 15] = [
+    pub const ALL: [StoredItem; 17] = [
         StoredItem::AuditEntry,
         StoredItem::RawEvent,
         StoredItem::HourlyAggregate,
@@ -94,6 +104,8 @@ impl StoredItem {
         StoredItem::AlertState,
         StoredItem::AlertHistory,
         StoredItem::AlertNotification,
+        StoredItem::ExportDataset,
+        StoredItem::ExportRun,
     ];
 
     /// The name the register of processing uses for this kind of item.
@@ -114,6 +126,8 @@ impl StoredItem {
             StoredItem::AlertState => "alert_state",
             StoredItem::AlertHistory => "alert_history",
             StoredItem::AlertNotification => "alert_notification",
+            StoredItem::ExportDataset => "export_dataset",
+            StoredItem::ExportRun => "export_run",
         }
     }
 
@@ -132,6 +146,7 @@ impl StoredItem {
             StoredItem::PrivacyRequest => Rule::AfterWrite(PRIVACY_REQUEST_RETENTION),
             StoredItem::SuppressionMarker => Rule::AfterWrite(SUPPRESSION_MARKER_RETENTION),
             StoredItem::PrivacyBundle => Rule::AfterWrite(PRIVACY_BUNDLE_RETENTION),
+            StoredItem::ExportDataset | StoredItem::ExportRun => Rule::AfterWrite(EXPORT_RETENTION),
         }
     }
 }

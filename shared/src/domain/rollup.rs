@@ -10,6 +10,32 @@ use time::{Date, Duration, Month, OffsetDateTime};
 use super::aggregate::LATENCY_BUCKETS_MS;
 use super::sketch::ActiveUsers;
 
+/// The latency (ms) under which `quantile` of the calls fell, from counts per
+/// `LATENCY_BUCKETS_MS` bucket plus one for slower calls: the upper bound of the
+/// bucket holding that rank (nearest rank); for the last, open bucket, its lower
+/// bound (the call took at least that long). None without calls. The dashboard,
+/// the alerts and the export all read percentiles through this one rule.
+pub fn histogram_percentile(counts: &[u64], quantile: f64) -> Option<u64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((quantile * total as f64).ceil() as u64).clamp(1, total);
+    let mut seen = 0;
+    for (i, count) in counts.iter().enumerate() {
+        seen += count;
+        if seen >= rank {
+            return Some(
+                LATENCY_BUCKETS_MS
+                    .get(i)
+                    .copied()
+                    .unwrap_or(LATENCY_BUCKETS_MS[LATENCY_BUCKETS_MS.len() - 1]),
+            );
+        }
+    }
+    None
+}
+
 /// Prefix of a month rollup's per-endpoint-template call counters.
 pub const ENDPOINT_COUNTER_PREFIX: &str = "ep#";
 
@@ -119,24 +145,7 @@ impl Rollup {
             .map(|bound| self.get(&format!("latency_le_{bound}")))
             .chain([self.get("latency_gt_max")])
             .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((quantile * total as f64).ceil() as u64).clamp(1, total);
-        let mut seen = 0;
-        for (i, count) in counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return Some(
-                    LATENCY_BUCKETS_MS
-                        .get(i)
-                        .copied()
-                        .unwrap_or(LATENCY_BUCKETS_MS[LATENCY_BUCKETS_MS.len() - 1]),
-                );
-            }
-        }
-        None
+        histogram_percentile(&counts, quantile)
     }
 
     /// Calls per endpoint template (month rollups keep them), most called first.

@@ -11,6 +11,7 @@ mod contract;
 mod contract_errors;
 mod dashboard;
 mod data_model;
+mod export;
 mod ingest_api;
 mod ingest_faults;
 mod key_lifetimes;

@@ -173,6 +173,45 @@ impl TenantTable {
     }
 }
 
+impl TenantTable {
+    /// Whether the tenant opted out of the re-training export (none of its
+    /// data is exported; docs/decisions/0018). None: no such tenant.
+    pub async fn model_training_opt_out(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<bool>, StoreError> {
+        Ok(self
+            .tenant_record(tenant, "pk, model_training_opt_out")
+            .await?
+            .map(|item| {
+                item.get("model_training_opt_out")
+                    .and_then(|v| v.as_bool().ok())
+                    .copied()
+                    .unwrap_or(false)
+            }))
+    }
+
+    /// Opts the tenant out of (or back into) the re-training export; false if no such tenant.
+    pub async fn set_model_training_opt_out(
+        &self,
+        tenant: &TenantId,
+        opted_out: bool,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .update_tenant(tenant)
+            .update_expression("SET model_training_opt_out = :out, updated_at = :now")
+            .expression_attribute_values(
+                ":out",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(opted_out),
+            )
+            .expression_attribute_values(":now", timestamp(now))
+            .send()
+            .await;
+        applied("UpdateItem", result)
+    }
+}
+
 impl TenantSettings for TenantTable {
     async fn raw_event_retention(
         &self,

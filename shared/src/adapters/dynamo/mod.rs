@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod audit;
 pub mod codec;
 pub mod events;
+pub mod exports;
 pub mod ingest;
 pub mod privacy;
 pub mod rights;
