@@ -5,9 +5,9 @@
 //! Invoked by its EventBridge schedule (hourly on the 1st to 3rd of each month:
 //! the first run exports the month before, the next ones continue what did not
 //! fit or do nothing), or by the operator CLI with
-//! `{"tenant": "<id>", "month": "yyyy-mm", "rerun": true, "now": "<RFC 3339>"}`
-//! (every field optional: all tenants, the month before `now`, no re-run, the
-//! clock). The use case is `vigil_shared::app::export`.
+//! `{"tenant": "<id>", "month": "yyyy-mm", "rerun": true, "now": "<RFC 3339>",
+//! "max_shards": 1}` (every field optional: all tenants, the month before
+//! `now`, no re-run, the clock, as many shards as the budget allows). The use case is `vigil_shared::app::export`.
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,9 @@ pub struct ExportInput {
     pub now: Option<String>,
     #[serde(default)]
     pub rerun: bool,
+    /// Stop after this many shards with a checkpoint (the CLI's progress steps).
+    #[serde(default)]
+    pub max_shards: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,6 +155,7 @@ pub async fn export(deps: &Deps, input: ExportInput) -> Result<InvocationReport,
             now,
             rerun: input.rerun,
             deadline,
+            max_shards: input.max_shards,
             holder: holder.clone(),
         };
         match deps.exporter.run(&request).await {

@@ -88,6 +88,20 @@ pub enum JobAction {
         #[arg(long)]
         event: Option<PathBuf>,
     },
+    /// Exports (backfills, or with --rerun replaces) one tenant's month of the
+    /// re-training dataset, a shard per invocation, with a progress bar
+    /// (`--local` only; on AWS: `aws lambda invoke --function-name <stack>-export`
+    /// with the same payload until its status is `complete`).
+    Export {
+        #[arg(long)]
+        tenant: String,
+        /// yyyy-mm (default: last month).
+        #[arg(long)]
+        month: Option<String>,
+        /// Replace a complete dataset.
+        #[arg(long)]
+        rerun: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +141,15 @@ pub enum TenantAction {
         tenant: String,
         #[arg(long)]
         raw_event_days: i64,
+    },
+    /// Opts the tenant out of the monthly re-training export (nothing of it is
+    /// exported from the next run on), or back in with --opt-in.
+    ModelTraining {
+        tenant: String,
+        #[arg(long, conflicts_with = "opt_in", required_unless_present = "opt_in")]
+        opt_out: bool,
+        #[arg(long)]
+        opt_in: bool,
     },
 }
 
@@ -264,7 +287,17 @@ pub async fn run_job(
     local: Option<&PathBuf>,
     out: &mut impl Write,
 ) -> Result<(), OpsError> {
-    let JobAction::Invoke { function, event } = action;
+    let (function, event) = match action {
+        JobAction::Invoke { function, event } => (function, event),
+        JobAction::Export {
+            tenant,
+            month,
+            rerun,
+        } => {
+            let state = StackState::read(local.ok_or(OpsError::NotLocal)?)?;
+            return export_with_progress(&state, &tenant, month, rerun, out).await;
+        }
+    };
     let state = StackState::read(local.ok_or(OpsError::NotLocal)?)?;
     let event = read_event(event.as_deref()).map_err(OpsError::Invalid)?;
     let invocation = state.invoke(&function, &event).await?;
@@ -273,6 +306,54 @@ pub async fn run_job(
         Ok(())
     } else {
         Err(OpsError::JobFailed(function))
+    }
+}
+
+/// Invokes the export a shard at a time until the month is complete, drawing
+/// a progress bar on standard error; prints the last report.
+async fn export_with_progress(
+    state: &StackState,
+    tenant: &str,
+    month: Option<String>,
+    rerun: bool,
+    out: &mut impl Write,
+) -> Result<(), OpsError> {
+    let mut event = serde_json::json!({"tenant": tenant, "max_shards": 1, "rerun": rerun});
+    if let Some(month) = month {
+        event["month"] = month.into();
+    }
+    loop {
+        let invocation = state.invoke("ExportFunction", &event).await?;
+        if !invocation.succeeded() {
+            writeln!(out, "{}", invocation.output)?;
+            return Err(OpsError::JobFailed("ExportFunction".into()));
+        }
+        let output: serde_json::Value =
+            serde_json::from_str(&invocation.output).unwrap_or_default();
+        let report = &output["tenants"][0];
+        let (done, total) = (
+            report["shards_done"].as_u64().unwrap_or(0),
+            report["shards"].as_u64().unwrap_or(16).max(1),
+        );
+        let width = 32;
+        let filled = (done * width / total) as usize;
+        eprint!(
+            "\rexport {tenant} [{}{}] {done}/{total} shards",
+            "#".repeat(filled),
+            "-".repeat(width as usize - filled)
+        );
+        match report["status"].as_str() {
+            Some("incomplete") => {
+                // The next invocation continues the same run: no re-run.
+                event["rerun"] = false.into();
+            }
+            Some("busy") => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
+            _ => {
+                eprintln!();
+                writeln!(out, "{}", invocation.output)?;
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -426,6 +507,31 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
                 "tenant {tenant}: raw events kept {} days",
                 retention.as_days()
             )?;
+        }
+        Command::Tenant {
+            action: TenantAction::ModelTraining {
+                tenant, opt_out, ..
+            },
+        } => {
+            let tenant = tenant_id(&tenant)?;
+            let request = request_id();
+            let updated = store
+                .set_model_training_opt_out(&tenant, opt_out, now)
+                .await?;
+            let outcome = if updated { "ok" } else { "not_found" };
+            let entry = draft(operator, "tenant.model_training", None, &request, outcome);
+            audit.append(&tenant, entry, now).await?;
+            if !updated {
+                return Err(OpsError::Invalid(format!(
+                    "tenant {tenant} does not exist: create it first"
+                )));
+            }
+            let state = if opt_out {
+                "opted out of"
+            } else {
+                "included in"
+            };
+            writeln!(out, "tenant {tenant}: {state} the re-training export")?;
         }
         Command::Key {
             action:

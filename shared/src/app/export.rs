@@ -66,6 +66,8 @@ pub struct ExportRequest {
     /// Replace a complete dataset (a run in progress is continued instead).
     pub rerun: bool,
     pub deadline: Instant,
+    /// Stop (with a checkpoint) after this many shards: the CLI's progress steps.
+    pub max_shards: Option<u32>,
     /// This invocation (the lease holder).
     pub holder: String,
 }
@@ -247,8 +249,10 @@ impl Exporter {
         let label = request.month.label();
         let context = self.context(request, &run.run_id).await?;
         let mut slowest = Duration::ZERO;
+        let mut done = 0;
         while run.next_shard < keys::MONTH_SHARDS {
-            if Instant::now() + slowest + SHARD_MARGIN > request.deadline {
+            let step_over = request.max_shards.is_some_and(|max| done >= max);
+            if step_over || Instant::now() + slowest + SHARD_MARGIN > request.deadline {
                 self.runs.release(tenant, &label, run).await?;
                 return Ok(ExportStatus::Incomplete);
             }
@@ -269,6 +273,7 @@ impl Exporter {
                 return Ok(ExportStatus::Busy);
             }
             run.next_shard += 1;
+            done += 1;
             slowest = slowest.max(started.elapsed());
         }
         // Every shard is written: the manifest makes the dataset visible.
