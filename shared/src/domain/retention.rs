@@ -236,7 +236,15 @@ mod tests {
             assert_eq!(expiry(item), None);
         }
         assert_eq!(expiry(StoredItem::ApiKey), None);
-        assert_eq!(StoredItem::ALL.len(), 15);
+        // A month's dataset and its run record: 13 months after they are written.
+        let written = datetime!(2026-12-01 02:00 UTC);
+        for item in [StoredItem::ExportDataset, StoredItem::ExportRun] {
+            assert_eq!(
+                expires_at(item, written, default),
+                Some(datetime!(2027-12-31 02:00 UTC))
+            );
+        }
+        assert_eq!(StoredItem::ALL.len(), 17);
         assert_eq!(
             after_relationship(datetime!(2026-12-31 00:00 UTC)),
             datetime!(2029-12-31 00:00 UTC)
