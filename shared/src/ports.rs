@@ -113,6 +113,24 @@ pub enum Recorded {
 }
 
 /// Stored events, keyed by account and id, and their account-hour aggregates.
+/// A tenant's month of events, one shard and one page at a time: the export's
+/// only read of events (the events table's `by_month` index in AWS).
+pub trait MonthEvents: Send + Sync {
+    /// Where the next page starts (opaque).
+    type Cursor: Send;
+
+    /// Live events of the shard, in time order, and the next page's cursor.
+    #[allow(clippy::type_complexity)]
+    fn month_page(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        shard: u32,
+        start: Option<Self::Cursor>,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(Vec<StoredEvent>, Option<Self::Cursor>), StoreError>> + Send;
+}
+
 pub trait EventStore: Send + Sync {
     /// Stores each event unless a live one with its key is stored, and adds the
     /// stored ones to their account-hour aggregate in the same transaction: an

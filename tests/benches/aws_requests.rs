@@ -444,6 +444,224 @@ async fn alert_evaluation_costs(stack: &TestStack) {
     }
 }
 
+/// The monthly export of one tenant with `events` events over 200 accounts and
+/// 2,000 users: seeded straight into the events table, then exported by the
+/// real function in its own process (`vigil-export-run`), through the proxy.
+/// Prints rows per second, the process's peak RSS and CPU, and every request
+/// next to the floor computed here from the seeded shards.
+async fn export_cost(stack: &TestStack, events: usize, generated: bool) -> (u64, f64) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    use vigil_shared::adapters::dynamo::events::event_item;
+    use vigil_shared::domain::export::ExportMonth;
+    use vigil_shared::domain::{AccountId, EventData, EventId, StoredEvent, SubjectId, TenantId};
+    const ACCOUNTS_: usize = 200;
+    const USERS_: usize = 2_000;
+    let tenant_name = format!("export{events}{}", if generated { "g" } else { "" });
+    let tenant = TenantId::parse(&tenant_name).expect("tenant");
+    stack
+        .issue_key(&tenant_name, &[vigil_shared::domain::access::Scope::Read])
+        .await;
+    let month = ExportMonth::of(time::OffsetDateTime::now_utc()).previous();
+    let seconds = (month.end() - month.start()).whole_seconds();
+    let table = stack.table("EventsTable");
+    // Shards as the key schema documents them (FNV-1a of the account, mod 16),
+    // computed here for the floor.
+    let shard_of = |account: &str| {
+        account.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        }) % 16
+    };
+    let mut per_shard = [0usize; 16];
+    let seed_started = std::time::Instant::now();
+    if generated {
+        // The same accounts' shares, generated in the export's process.
+        for a in 0..ACCOUNTS_ {
+            let n = events / ACCOUNTS_ + usize::from(a < events % ACCOUNTS_);
+            per_shard[shard_of(&format!("acct-{a:03}")) as usize] += n;
+        }
+    } else {
+        let writes = (0..events).map(|i| {
+            let account = format!("acct-{:03}", i % ACCOUNTS_);
+            per_shard[shard_of(&account) as usize] += 1;
+            let event = StoredEvent {
+                id: EventId::parse(&format!("e{i}")).expect("id"),
+                time: month.start() + time::Duration::seconds((i as i64 * 7_919) % seconds),
+                account: AccountId::parse(&account).expect("account"),
+                subject: Some(SubjectId::from_stored(format!("p{:04}", i % USERS_))),
+                data: EventData::ApiCall {
+                    endpoint: ["/v1/pay", "/v1/refunds/{id}", "/v1/customers"][i % 3].to_owned(),
+                    method: "POST",
+                    status: [200, 200, 201, 404, 500][i % 5],
+                    latency_ms: (i as u64 * 37) % 3_000,
+                    units: i as u64 % 7 + 1,
+                },
+                withheld: Default::default(),
+            };
+            WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(event_item(&tenant, &event, None)))
+                        .build()
+                        .expect("put"),
+                )
+                .build()
+        });
+        let writes: Vec<WriteRequest> = writes.collect();
+        let chunks: Vec<Vec<WriteRequest>> = writes.chunks(25).map(<[_]>::to_vec).collect();
+        drop(writes);
+        futures_util::stream::iter(chunks)
+            .for_each_concurrent(8, |chunk| {
+                let (db, table) = (stack.dynamodb.clone(), table.clone());
+                async move {
+                    let mut pending = chunk;
+                    while !pending.is_empty() {
+                        let out = db
+                            .batch_write_item()
+                            .request_items(&table, pending)
+                            .send()
+                            .await
+                            .expect("seed events");
+                        pending = out
+                            .unprocessed_items
+                            .and_then(|mut u| u.remove(&table))
+                            .unwrap_or_default();
+                    }
+                }
+            })
+            .await;
+    }
+    let seeded_in = seed_started.elapsed();
+
+    // The export, in a process of its own (its peak RSS is the export's alone).
+    stack.proxy.reset_counts();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vigil-export-run"));
+    for setting in vigil_shared::config::Setting::ALL {
+        if let Some(value) = stack.config.get(setting) {
+            command.env(setting.env_name(), value);
+        }
+    }
+    command
+        .env("AWS_ENDPOINT_URL", stack.proxy.url())
+        .env(
+            "AWS_REGION",
+            stack.config.region.clone().unwrap_or_default(),
+        )
+        .env("RUST_LOG", "warn")
+        .arg(json!({"tenant": tenant_name, "month": month.label()}).to_string());
+    if generated {
+        command.arg("--generated").arg(events.to_string());
+    }
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run vigil-export-run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "export run failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Its stdout also carries the EMF metrics line, as in Lambda.
+    let line = |key: &str| -> Value {
+        stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v.get(key).is_some())
+            .unwrap_or_else(|| panic!("no {key} line in {stdout}"))
+    };
+    let (report, usage) = (line("tenants"), line("peak_rss_kib"));
+    assert_eq!(report["tenants"][0]["status"], "complete", "{report}");
+    if !generated {
+        assert_eq!(report["tenants"][0]["rows"]["events"], events, "{report}");
+    }
+    let counts: BTreeMap<String, usize> = stack.proxy.counts_except(&[]).into_iter().collect();
+    // Floors: a page per 1,000 events of each shard (at least one, which may come
+    // back empty), the state index and the directory once, 2 derivations.
+    let query_floor: usize = if generated {
+        2
+    } else {
+        per_shard
+            .iter()
+            .map(|n| n.div_ceil(1_000).max(1))
+            .sum::<usize>()
+            + 2
+    };
+    let queries = stack.proxy.answered("Query");
+    let wall_ms = usage["wall_ms"].as_f64().unwrap_or(1.0);
+    let rss_mib = usage["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0;
+    let cpu_ms = usage["cpu_ms"].as_f64().unwrap_or(0.0);
+    let source = if generated {
+        "generated in process"
+    } else {
+        "read from the index"
+    };
+    println!(
+        "  {events:>8} events ({source}, seeded in {:.0} s): {:.0} rows/s, peak RSS {rss_mib:.1} MiB, \
+         CPU {cpu_ms:.0} ms ({:.1} us per event); Query {queries} answered (floor {query_floor}, \
+         +1 per shard whose last page is exactly full), GenerateMac {}, PutObject {} (32 files + manifest), \
+         UploadPart {}, run record GetItem {} / PutItem {} / UpdateItem {}; all requests {counts:?}",
+        seeded_in.as_secs_f64(),
+        events as f64 * 1000.0 / wall_ms,
+        cpu_ms * 1000.0 / events as f64,
+        counts.get("GenerateMac").copied().unwrap_or(0),
+        counts.get("s3:PUT").copied().unwrap_or(0),
+        counts.get("s3:UploadPart").copied().unwrap_or(0),
+        counts.get("GetItem").copied().unwrap_or(0),
+        counts.get("PutItem").copied().unwrap_or(0),
+        counts.get("UpdateItem").copied().unwrap_or(0),
+    );
+    assert_eq!(counts.get("GenerateMac").copied(), Some(2));
+    assert_eq!(counts.get("s3:PUT").copied(), Some(33));
+    assert!(
+        (query_floor..=query_floor + 16).contains(&queries),
+        "{queries} queries, floor {query_floor}"
+    );
+    let _ = per_shard;
+    (
+        usage["peak_rss_kib"].as_u64().unwrap_or(0),
+        events as f64 * 1000.0 / wall_ms,
+    )
+}
+
+/// The export at growing sizes. Read from the `by_month` index: 10,000 events
+/// (100,000 in release). The emulator scans the whole table for every index
+/// page, so a 1,000,000-event month would take hours there: memory and CPU
+/// from 10,000 to 1,000,000 events are measured with the month's pages
+/// generated in the export's process (KMS, S3 and the run record still the
+/// emulator's). Peak memory must not grow with the month.
+async fn export_costs(stack: &TestStack) {
+    println!("\nmonthly export (one tenant's month, 200 accounts, 2,000 users, api_call events):");
+    let release = !cfg!(debug_assertions);
+    let mut indexed = vec![10_000];
+    let mut generated = vec![10_000, 100_000];
+    if release {
+        indexed.push(100_000);
+        generated.push(1_000_000);
+    } else {
+        println!(
+            "  (debug build: the release figures, to 1,000,000 events, come from ./infra/bench)"
+        );
+    }
+    for events in indexed {
+        export_cost(stack, events, false).await;
+    }
+    let mut peaks = Vec::new();
+    for events in generated {
+        peaks.push((events, export_cost(stack, events, true).await.0));
+    }
+    if let (Some(first), Some(last)) = (peaks.first(), peaks.last()) {
+        let growth_mib = (last.1 as f64 - first.1 as f64) / 1024.0;
+        println!(
+            "  peak RSS from {} to {} events: {growth_mib:+.1} MiB",
+            first.0, last.0
+        );
+        assert!(
+            growth_mib < 16.0,
+            "memory grows with the month: {growth_mib:.1} MiB"
+        );
+    }
+}
+
 /// Request r holds hour r (clients flush in time order): 10 accounts x 2 hours in all.
 fn requests(prefix: &str) -> Vec<Value> {
     (0..EVENTS / PER_REQUEST)
@@ -561,6 +779,11 @@ async fn main() {
         })
     });
     let stack = TestStack::start_with(&vigil_local::repo_template(), &registry).await;
+    if std::env::var("VIGIL_BENCH_ONLY").as_deref() == Ok("export") {
+        export_costs(&stack).await;
+        stack.shutdown().await;
+        return;
+    }
     if std::env::var("VIGIL_BENCH_ONLY").as_deref() == Ok("alerts") {
         // The alert evaluation alone (its tenants seeded as the dashboard's are).
         let to = time::OffsetDateTime::now_utc().date() - time::Duration::days(1);
@@ -715,6 +938,7 @@ async fn main() {
     dashboard_reads(&stack).await;
     alert_evaluation_costs(&stack).await;
     privacy_costs(&stack).await;
+    export_costs(&stack).await;
 
     if let Some(kib) = peak_memory_kib() {
         println!(

@@ -28,7 +28,7 @@ use crate::domain::export::{
 };
 use crate::domain::{AccountId, SubjectId, TenantId};
 use crate::keys;
-use crate::ports::{DashboardStore, StoreError};
+use crate::ports::{DashboardStore, MonthEvents, StoreError};
 
 /// A run's claim on its month lasts the function's timeout (15 min) and a
 /// minute: a holder that died is taken over after that.
@@ -100,8 +100,10 @@ pub struct ExportReport {
     pub excluded: Excluded,
 }
 
-pub struct Exporter {
-    pub events: EventTable,
+/// The use case, over the month's events (`EventTable` in AWS; the benchmark
+/// also feeds it generated pages).
+pub struct Exporter<E: MonthEvents = EventTable> {
+    pub events: E,
     pub subjects: SubjectTable,
     pub directory: AggregateTable,
     pub runs: ExportRuns,
@@ -149,7 +151,7 @@ fn rows_of(files: &[DatasetFile]) -> BTreeMap<String, u64> {
     rows
 }
 
-impl Exporter {
+impl<E: MonthEvents> Exporter<E> {
     /// Exports (or continues exporting) one tenant's month.
     pub async fn run(&self, request: &ExportRequest) -> Result<ExportReport, ExportError> {
         let tenant = &request.tenant;

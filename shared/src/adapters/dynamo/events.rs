@@ -315,11 +315,13 @@ pub const MONTH_PAGE: i32 = 1_000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonthCursor(Item);
 
-impl EventTable {
-    /// One page (up to 1 MB, DynamoDB's limit) of one shard of a tenant's
-    /// month, in index order (time), live events only, whole: the export
-    /// streams them page by page and never holds the month.
-    pub async fn month_page(
+impl crate::ports::MonthEvents for EventTable {
+    type Cursor = MonthCursor;
+
+    /// One page (up to `MONTH_PAGE` events) of one shard of a tenant's month,
+    /// in index order (time), live events only, whole: the export streams them
+    /// page by page and never holds the month.
+    async fn month_page(
         &self,
         tenant: &TenantId,
         month: &str,
