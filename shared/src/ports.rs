@@ -293,6 +293,8 @@ pub struct AccountEntry {
     pub open_tickets: u64,
     pub registered_at: Option<String>,
     pub updated_at: Option<String>,
+    /// The last day its monthly quota was lowered (a downgrade), if ever.
+    pub quota_lowered_on: Option<time::Date>,
 }
 
 /// Which rollups to read.

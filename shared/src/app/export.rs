@@ -122,7 +122,8 @@ struct RunContext {
     run_id: String,
     pseudonyms: Pseudonyms,
     left_out: HashMap<SubjectId, Exclusion>,
-    accounts: HashMap<AccountId, AccountContract>,
+    /// Registered accounts: contract and the last day the quota was lowered.
+    accounts: HashMap<AccountId, (AccountContract, Option<time::Date>)>,
 }
 
 fn new_run_id(now: OffsetDateTime) -> String {
@@ -350,7 +351,10 @@ impl<E: MonthEvents> Exporter<E> {
             .accounts(&request.tenant)
             .await?
             .into_iter()
-            .filter_map(|entry| entry.contract.map(|c| (entry.account, c)))
+            .filter_map(|entry| {
+                let lowered = entry.quota_lowered_on;
+                entry.contract.map(|c| (entry.account, (c, lowered)))
+            })
             .collect();
         Ok(RunContext {
             tenant: request.tenant.clone(),
@@ -376,7 +380,7 @@ impl<E: MonthEvents> Exporter<E> {
         let mut accounts: HashMap<AccountId, AccountMonth> = context
             .accounts
             .iter()
-            .filter(|(account, contract)| {
+            .filter(|(account, (contract, _))| {
                 keys::month_shard(account) == shard && in_relationship(contract, context.month)
             })
             .map(|(account, _)| (account.clone(), AccountMonth::default()))
@@ -393,11 +397,12 @@ impl<E: MonthEvents> Exporter<E> {
         let mut features: Vec<FeatureRow> = accounts
             .iter()
             .map(|(account, month)| {
+                let registered = context.accounts.get(account);
                 month.features(
                     context.month,
                     context.pseudonyms.account(account),
-                    context.accounts.get(account),
-                    None,
+                    registered.map(|(contract, _)| contract),
+                    registered.and_then(|(_, lowered)| *lowered),
                     context.now,
                 )
             })

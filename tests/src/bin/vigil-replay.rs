@@ -177,6 +177,7 @@ fn main() {
                 open_tickets: open.max(0) as u64,
                 registered_at: None,
                 updated_at: None,
+                quota_lowered_on: None,
             };
             let prior = states.remove(&account.id).unwrap_or_default();
             let step = account_step(&entry, &rules, &[], &prior, &days, &hours, now);

@@ -138,6 +138,18 @@ impl Rig {
         let stack = TestStack::start().await;
         for tenant in [A, B, OPTED_OUT] {
             let admin = stack.issue_key(tenant, &[Scope::Admin]).await;
+            if tenant == B {
+                // Umbrella had a larger quota first: lowering it is a downgrade.
+                let (status, out) = stack
+                    .call(
+                        Method::PUT,
+                        "/v1/accounts/umbrella",
+                        Some(&admin),
+                        Some(&json!({"name": "Umbrella", "monthly_quota": 3_000})),
+                    )
+                    .await;
+                assert_eq!(status, 201, "{out}");
+            }
             for (_, account, body) in contracts().into_iter().filter(|c| c.0 == tenant) {
                 let (status, out) = stack
                     .call(
@@ -152,6 +164,18 @@ impl Rig {
         }
         let a_events = population(A, &["acme", "globex", "initech"], 240);
         let b_events = population(B, &["umbrella", "walk-in"], 90);
+        let lowered = stack
+            .scan("AggregatesTable")
+            .await
+            .into_iter()
+            .filter(|i| s(i, "sk") == Some("A#umbrella"))
+            .filter_map(|i| s(&i, "quota_lowered_on").map(str::to_owned))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            lowered,
+            vec![OffsetDateTime::now_utc().date().to_string()],
+            "the day the quota was lowered is kept for the outcome label"
+        );
         ingest(&stack, A, &a_events).await;
         ingest(&stack, B, &b_events).await;
         ingest(&stack, OPTED_OUT, &population(OPTED_OUT, &["x"], 20)).await;

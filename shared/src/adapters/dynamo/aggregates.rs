@@ -314,6 +314,7 @@ fn entry_of(item: &Item) -> Result<AccountEntry, StoreError> {
             .map(|l| l.iter().filter_map(|t| t.as_s().ok().cloned()).collect())
             .unwrap_or_default(),
     });
+    let quota_lowered_on = date_of(item, "quota_lowered_on");
     let open_tickets = item
         .get("open_tickets")
         .and_then(|v| v.as_n().ok())
@@ -326,6 +327,7 @@ fn entry_of(item: &Item) -> Result<AccountEntry, StoreError> {
         open_tickets,
         registered_at: text(item, "registered_at"),
         updated_at: text(item, "updated_at"),
+        quota_lowered_on,
     })
 }
 
@@ -546,10 +548,31 @@ impl AccountRegistry for AggregateTable {
             .send()
             .await
             .map_err(|e| failed("UpdateItem", e))?;
-        let was_registered = out
-            .attributes
-            .and_then(|old| old.get("registered").cloned())
-            .is_some_and(|v| v == AttributeValue::Bool(true));
+        let old = out.attributes.unwrap_or_default();
+        let was_registered = old
+            .get("registered")
+            .is_some_and(|v| *v == AttributeValue::Bool(true));
+        // A lower quota than before is a downgrade: its day is kept for the
+        // export's outcome label (docs/decisions/0018).
+        let old_quota: Option<u64> = old
+            .get("monthly_quota")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok());
+        if let (Some(before), Some(now_quota)) = (old_quota, contract.monthly_quota) {
+            if now_quota < before {
+                self.db
+                    .client
+                    .update_item()
+                    .table_name(&self.name)
+                    .key(keys::PK, s(keys::accounts_pk(tenant)))
+                    .key(keys::SK, s(keys::account_entry_sk(account)))
+                    .update_expression("SET quota_lowered_on = :day")
+                    .expression_attribute_values(":day", s(day_label(now.date())))
+                    .send()
+                    .await
+                    .map_err(|e| failed("UpdateItem", e))?;
+            }
+        }
         Ok(!was_registered)
     }
 }
