@@ -6,7 +6,7 @@
 //! emulator scans the whole table for every index page: a 1,000,000-event
 //! month would take hours there); everything else (KMS, S3, the run record) is
 //! the emulator's. Prints the report, then one line of what the process used:
-//! `{"peak_rss_kib": .., "cpu_ms": .., "wall_ms": ..}`.
+//! `{"peak_rss_kib": .., "peak_rss_before_export_kib": .., "cpu_ms": .., "wall_ms": ..}`.
 
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,20 @@ impl MonthEvents for Generated {
     }
 }
 
+/// The process's peak resident set so far (VmHWM), in KiB.
+fn high_water_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -105,6 +119,9 @@ async fn main() {
         .await
         .expect("configured");
     deps.job_budget = Duration::from_secs(3600);
+    // The process's peak before the export (runtime, SDK clients, TLS): what
+    // the export adds is the difference.
+    let before_kib = high_water_kib();
     let started = Instant::now();
     let report = match generated {
         None => {
@@ -163,6 +180,7 @@ async fn main() {
         "{}",
         serde_json::json!({
             "peak_rss_kib": usage.ru_maxrss,
+            "peak_rss_before_export_kib": before_kib,
             "cpu_ms": ms(usage.ru_utime) + ms(usage.ru_stime),
             "wall_ms": wall.as_millis() as u64,
         })
