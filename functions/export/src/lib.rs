@@ -60,9 +60,11 @@ impl Deps {
     }
 }
 
-/// The invocation's input. A scheduled event carries EventBridge's own fields:
-/// only these are read.
+/// The invocation's input. A scheduled event (it has `detail-type`) carries
+/// EventBridge's own fields and is read as `{}`; any other input must hold only
+/// these fields, so a misspelt one is refused rather than ignored.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExportInput {
     #[serde(default)]
     pub tenant: Option<String>,

@@ -641,6 +641,7 @@ async fn bad_export_input_is_refused_naming_the_field() {
     for (input, field) in [
         (json!({"month": "2026-13"}), "month"),
         (json!({"month": 202611}), "input"),
+        (json!({"tenat": "export-a"}), "input"),
         (json!({"tenant": "no#such"}), "tenant"),
         (json!({"now": "yesterday"}), "now"),
         (json!({"month": "2999-01"}), "month"),
