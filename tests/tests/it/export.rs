@@ -631,6 +631,32 @@ async fn an_interrupted_export_resumes_to_the_same_dataset_and_shows_nothing_bef
     );
     let b = rig.manifest(B).await.expect("manifest");
     assert_eq!(b["rows"]["events"], rig.b_events.len());
+
+    // A run record past its expiry is absent, though TTL has not deleted it
+    // (the emulator never does): the month is exported again, not "complete".
+    rig.stack
+        .dynamodb
+        .update_item()
+        .table_name(rig.stack.table("TenantsTable"))
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("T#{B}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("EXPORT#{}", month().label())),
+        )
+        .update_expression("SET expires_at = :past")
+        .expression_attribute_values(
+            ":past",
+            aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
+        )
+        .send()
+        .await
+        .expect("expire the run record");
+    let out = rig.export(json!({"tenant": B})).await.expect("export");
+    assert_eq!(out["tenants"][0]["status"], "complete", "{out}");
+    assert_ne!(out["tenants"][0]["run_id"], b["run_id"], "{out}");
     rig.stack.shutdown().await;
 }
 

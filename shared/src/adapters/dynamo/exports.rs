@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::codec::{n, s, text, timestamp, Item, EXPIRES_AT};
+use super::codec::{is_live, n, s, text, timestamp, Item, EXPIRES_AT};
 use super::{applied, table_name, Dynamo};
 use crate::config::{Config, ConfigError, Setting};
 use crate::domain::export::{DatasetFile, Excluded};
@@ -79,6 +79,10 @@ impl ExportRuns {
         let Some(item) = self.db.get(&self.name, key(tenant, month), None).await? else {
             return Ok(None);
         };
+        // Past its expiry it is absent, whether or not TTL has deleted it yet.
+        if !is_live(&item, OffsetDateTime::now_utc()) {
+            return Ok(None);
+        }
         let corrupt = || StoreError::corrupt("export run");
         let number = |name: &str| -> Option<i64> { item.get(name)?.as_n().ok()?.parse().ok() };
         Ok(Some(ExportRun {
@@ -130,7 +134,9 @@ impl ExportRuns {
             .table_name(&self.name)
             .set_item(Some(item));
         let put = match replacing {
-            None => put.condition_expression("attribute_not_exists(pk)"),
+            None => put
+                .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+                .expression_attribute_values(":now", n(now.unix_timestamp())),
             Some(old) => put
                 .condition_expression(
                     "run_id = :old AND (#state = :complete OR lease_until < :now)",
