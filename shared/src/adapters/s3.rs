@@ -1,5 +1,7 @@
-//! The audit anchor bucket: chain heads, each an object no function role can
-//! rewrite (S3 Object Lock in compliance mode, docs/decisions/0013).
+//! S3: the audit anchor bucket (chain heads, each an object no function role
+//! can rewrite: S3 Object Lock in compliance mode, docs/decisions/0013) and
+//! the data bucket (rights bundles; the monthly export's files, written in
+//! parts by `ObjectUpload`, docs/decisions/0018).
 //!
 //! An anchor's key holds its sequence and hash (`keys::anchor_key`), so one
 //! listing tells a verification every anchor since the last verified one; the
