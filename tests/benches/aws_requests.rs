@@ -222,10 +222,22 @@ async fn seed_rollups(
                 .build()
         })
         .collect();
-    let chunks: Vec<Vec<WriteRequest>> = writes.chunks(25).map(<[_]>::to_vec).collect();
+    write_all(stack, &table, writes).await;
+    day_bytes
+}
+
+/// Seeds items straight into the emulator: BatchWriteItem of 25 (AWS's limit),
+/// 8 at once, unprocessed items sent again.
+async fn write_all(
+    stack: &TestStack,
+    table: &str,
+    writes: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+) {
+    let chunks: Vec<Vec<_>> = writes.chunks(25).map(<[_]>::to_vec).collect();
+    drop(writes);
     futures_util::stream::iter(chunks)
         .for_each_concurrent(8, |chunk| {
-            let (db, table) = (stack.dynamodb.clone(), table.clone());
+            let (db, table) = (stack.dynamodb.clone(), table.to_owned());
             async move {
                 let mut pending = chunk;
                 while !pending.is_empty() {
@@ -234,7 +246,7 @@ async fn seed_rollups(
                         .request_items(&table, pending)
                         .send()
                         .await
-                        .expect("seed rollups");
+                        .expect("seed items");
                     pending = out
                         .unprocessed_items
                         .and_then(|mut u| u.remove(&table))
@@ -243,7 +255,6 @@ async fn seed_rollups(
             }
         })
         .await;
-    day_bytes
 }
 
 /// Reads `path` with `key` and returns the answer, with the proxy's counts
@@ -506,29 +517,7 @@ async fn export_cost(stack: &TestStack, events: usize, generated: bool) -> (u64,
                 )
                 .build()
         });
-        let writes: Vec<WriteRequest> = writes.collect();
-        let chunks: Vec<Vec<WriteRequest>> = writes.chunks(25).map(<[_]>::to_vec).collect();
-        drop(writes);
-        futures_util::stream::iter(chunks)
-            .for_each_concurrent(8, |chunk| {
-                let (db, table) = (stack.dynamodb.clone(), table.clone());
-                async move {
-                    let mut pending = chunk;
-                    while !pending.is_empty() {
-                        let out = db
-                            .batch_write_item()
-                            .request_items(&table, pending)
-                            .send()
-                            .await
-                            .expect("seed events");
-                        pending = out
-                            .unprocessed_items
-                            .and_then(|mut u| u.remove(&table))
-                            .unwrap_or_default();
-                    }
-                }
-            })
-            .await;
+        write_all(stack, &table, writes.collect()).await;
     }
     let seeded_in = seed_started.elapsed();
 
