@@ -746,12 +746,6 @@ fn handler_cpu_per_event(stack: &TestStack) -> std::time::Duration {
     })
 }
 
-fn peak_memory_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 #[tokio::main]
 async fn main() {
     if std::env::var("VIGIL_TEST_EMULATOR").is_err() {
@@ -930,7 +924,7 @@ async fn main() {
     privacy_costs(&stack).await;
     export_costs(&stack).await;
 
-    if let Some(kib) = peak_memory_kib() {
+    if let Some(kib) = vigil_tests::peak_memory_kib() {
         println!(
             "peak RSS of this process (test client + local API + SDK): {} MiB",
             kib / 1024

@@ -390,3 +390,10 @@ pub fn tampered(key: &str) -> String {
     let (head, last) = key.split_at(key.len() - 1);
     format!("{head}{}", if last == "0" { "1" } else { "0" })
 }
+
+/// This process's peak resident set so far (VmHWM), in KiB.
+pub fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

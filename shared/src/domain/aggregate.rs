@@ -60,6 +60,15 @@ impl HourBucket {
 /// Upper bounds (ms) of the latency histogram buckets; a last bucket holds the rest.
 pub const LATENCY_BUCKETS_MS: [u64; 6] = [50, 100, 250, 500, 1000, 2500];
 
+/// The histogram bucket of a call's latency: the first bound it does not
+/// exceed, or the last, open bucket.
+pub fn latency_bucket(latency_ms: u64) -> usize {
+    LATENCY_BUCKETS_MS
+        .iter()
+        .position(|bound| latency_ms <= *bound)
+        .unwrap_or(LATENCY_BUCKETS_MS.len())
+}
+
 /// What one batch adds to one account-hour. Applied with a single DynamoDB ADD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggregateDelta {
@@ -132,10 +141,7 @@ impl AggregateDelta {
                 }
                 self.latency_ms_sum += latency_ms;
                 self.latency_count += 1;
-                let bucket = LATENCY_BUCKETS_MS
-                    .iter()
-                    .position(|bound| latency_ms <= bound)
-                    .unwrap_or(LATENCY_BUCKETS_MS.len());
+                let bucket = latency_bucket(*latency_ms);
                 self.latency_histogram[bucket] += 1;
                 self.units += units;
             }

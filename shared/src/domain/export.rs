@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, Month, OffsetDateTime};
 
 use super::account::AccountContract;
-use super::aggregate::LATENCY_BUCKETS_MS;
+use super::aggregate::{latency_bucket, LATENCY_BUCKETS_MS};
 use super::rollup::histogram_percentile;
 use super::subject::{Purpose, SubjectState};
 use super::{AccountId, EventData, StoredEvent, SubjectId, TenantId};
@@ -343,11 +343,7 @@ impl AccountMonth {
                     500..=599 => self.errors_5xx += 1,
                     _ => {}
                 }
-                let bucket = LATENCY_BUCKETS_MS
-                    .iter()
-                    .position(|bound| latency_ms <= bound)
-                    .unwrap_or(LATENCY_BUCKETS_MS.len());
-                self.latency[bucket] += 1;
+                self.latency[latency_bucket(*latency_ms)] += 1;
                 if !self.endpoints.contains(endpoint) {
                     self.endpoints.insert(endpoint.clone());
                 }

@@ -86,20 +86,6 @@ impl MonthEvents for Generated {
     }
 }
 
-/// The process's peak resident set so far (VmHWM), in KiB.
-fn high_water_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -121,7 +107,7 @@ async fn main() {
     deps.job_budget = Duration::from_secs(3600);
     // The process's peak before the export (runtime, SDK clients, TLS): what
     // the export adds is the difference.
-    let before_kib = high_water_kib();
+    let before_kib = vigil_tests::peak_memory_kib().unwrap_or(0);
     let started = Instant::now();
     let report = match generated {
         None => {

@@ -4,6 +4,7 @@
 //! their files and counts). Every change is conditional on the holder and the
 //! step it saw, so two runs at once cannot both commit a shard.
 
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -69,6 +70,15 @@ impl ExportRuns {
             db: db.clone(),
             name: table_name(config, Setting::TenantsTable)?,
         })
+    }
+
+    /// An update of the month's run record.
+    fn update(&self, tenant: &TenantId, month: &str) -> UpdateItemFluentBuilder {
+        self.db
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(tenant, month)))
     }
 
     pub async fn get(
@@ -160,11 +170,7 @@ impl ExportRuns {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let update = self
-            .db
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key(tenant, month)))
+            .update(tenant, month)
             .update_expression("SET holder = :holder, lease_until = :until, updated_at = :at")
             .condition_expression("run_id = :id AND #state = :running AND lease_until < :now")
             .expression_attribute_names("#state", "state")
@@ -188,11 +194,7 @@ impl ExportRuns {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let update = self
-            .db
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key(tenant, month)))
+            .update(tenant, month)
             .update_expression(
                 "SET next_shard = :next, progress = :progress, lease_until = :until, updated_at = :at",
             )
@@ -216,11 +218,7 @@ impl ExportRuns {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let update = self
-            .db
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key(tenant, month)))
+            .update(tenant, month)
             .update_expression(
                 "SET #state = :complete, completed_at = :at, updated_at = :at, lease_until = :zero",
             )
@@ -243,11 +241,7 @@ impl ExportRuns {
         run: &ExportRun,
     ) -> Result<bool, StoreError> {
         let update = self
-            .db
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key(tenant, month)))
+            .update(tenant, month)
             .update_expression("SET lease_until = :zero")
             .condition_expression("run_id = :id AND holder = :holder")
             .expression_attribute_values(":zero", n(0))
