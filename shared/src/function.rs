@@ -20,6 +20,17 @@ pub trait Function: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
 }
 
+/// A job's explicit input: an EventBridge scheduled event (it has
+/// `detail-type`) carries only EventBridge's own fields and stands for `{}`;
+/// anything else is the input as sent, for the job to refuse unknown fields.
+pub fn job_input(event: serde_json::Value) -> serde_json::Value {
+    if event.get("detail-type").is_some() {
+        serde_json::Value::Object(serde_json::Map::new())
+    } else {
+        event
+    }
+}
+
 /// The whole `main.rs` of a function: JSON logs, dependencies built once from
 /// the environment (a missing setting fails the cold start, naming it), then
 /// every invocation handed to `Function::call`. The caller's crate provides

@@ -25,6 +25,7 @@
 //! | alerts     | `T#<tenant>#OUTBOX`        | `P#<created at>#<id>` | a notification not yet delivered everywhere |
 //! | audit      | `T#<tenant>#AUDIT`         | `S#<seq, 12 digits>`| one audit entry      |
 //! | audit      | `T#<tenant>#AUDITCHECK`    | `VERIFIED`         | the last verified anchor's sequence |
+//! | audit      | `T#<tenant>#RETENTION`     | `D#<run start>#<run id>#<seq>` | one destruction record (proof of a purge) |
 //!
 //! Objects in the data bucket: `privacy/<tenant>/<request id>/<file>`, the
 //! bundle of an access or portability request (expires after 7 days);
@@ -42,6 +43,14 @@
 //! | events   | `by_subject` | `subject_key` | `T#<tenant>#S#<pseudonym>`           | `ts` |
 //! | events   | `by_month`   | `month_key`   | `T#<tenant>#M#<yyyy-mm>#<shard 00-15>`| `ts` |
 //! | subjects | `by_state`   | `state_key`   | `T#<tenant>#STATE`                   | `subject_id` |
+//! | subjects | `by_pseudonym` | `subject_key` | `T#<tenant>#S#<pseudonym>`         | -    |
+//! | aggregates | `by_expiry` | `expiry_key` | `T#<tenant>#EXPIRY`                   | `purge_at` |
+//!
+//! `by_pseudonym` (KEYS_ONLY) finds a person's record from the pseudonym their
+//! events carry, so the purge can delete a record whose last event it deleted.
+//! `by_expiry` (KEYS_ONLY) holds the directory entries of accounts with an end
+//! date (or whose items still carry an old one): `purge_at` is when the purge
+//! must next act on the account (docs/decisions/0019).
 
 use time::{Date, OffsetDateTime};
 
@@ -57,6 +66,10 @@ pub const BY_MONTH: &str = "by_month";
 pub const MONTH_KEY: &str = "month_key";
 pub const BY_STATE: &str = "by_state";
 pub const STATE_KEY: &str = "state_key";
+pub const BY_PSEUDONYM: &str = "by_pseudonym";
+pub const BY_EXPIRY: &str = "by_expiry";
+pub const EXPIRY_KEY: &str = "expiry_key";
+pub const PURGE_AT: &str = "purge_at";
 /// Partitions of a tenant-month in `by_month`: one would cap a tenant's write rate.
 pub const MONTH_SHARDS: u32 = 16;
 
@@ -79,6 +92,50 @@ pub fn month_shard(account: &AccountId) -> u32 {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
     hash % MONTH_SHARDS
+}
+
+/// The partition of `by_expiry` holding a tenant's accounts with an end date.
+pub fn expiry_index_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#EXPIRY")
+}
+
+/// The partition of a tenant's destruction records (in the audit table).
+pub fn retention_records_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#RETENTION")
+}
+
+pub const RECORD_SK_PREFIX: &str = "D#";
+
+pub fn retention_record_sk(record_id: &str) -> String {
+    format!("{RECORD_SK_PREFIX}{record_id}")
+}
+
+/// Every partition a tenant holds in a table other than its accounts' and
+/// subjects' (those are found through the directory and a prefix), for the
+/// tenant's offboarding. The destruction records' partition is not listed: it
+/// is the proof and stays until its own expiry.
+pub fn tenant_partitions(tenant: &TenantId) -> [(&'static str, String); 10] {
+    [
+        ("PrivacyTable", privacy_pk(tenant)),
+        ("AlertsTable", alert_config_pk(tenant)),
+        ("AlertsTable", alert_state_pk(tenant)),
+        ("AlertsTable", alert_history_pk(tenant)),
+        ("AlertsTable", notification_pk(tenant)),
+        ("AlertsTable", outbox_pk(tenant)),
+        ("AuditTable", audit_pk(tenant)),
+        ("AuditTable", audit_checkpoint_pk(tenant)),
+        ("AggregatesTable", accounts_pk(tenant)),
+        ("TenantsTable", tenant_pk(tenant)),
+    ]
+}
+
+/// The data bucket's folders of a tenant: its re-training datasets and bundles.
+pub fn tenant_exports_prefix(tenant: &TenantId) -> String {
+    format!("exports/{tenant}/")
+}
+
+pub fn tenant_bundles_prefix(tenant: &TenantId) -> String {
+    format!("privacy/{tenant}/")
 }
 
 pub fn state_index_pk(tenant: &TenantId) -> String {

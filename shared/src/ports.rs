@@ -229,6 +229,16 @@ pub trait AuditLog: Send + Sync {
         limit: Option<usize>,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
 
+    /// The tenant's destruction records (docs/decisions/0019), oldest first,
+    /// after the record id `after`, at most `limit`, as stored (JSON objects).
+    fn destruction_records(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<serde_json::Value>, StoreError>> + Send;
+
     /// The chain's newest entry.
     fn head(
         &self,

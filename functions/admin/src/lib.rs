@@ -8,6 +8,7 @@
 //! | `DELETE /v1/keys/{key_id}?cascade=` | revokes a key (and, with cascade, the keys it issued) |
 //! | `GET /v1/audit?after=&limit=` | lists audit entries |
 //! | `GET /v1/audit/verify?full=` | verifies the hash chain against its anchors |
+//! | `GET /v1/retention/records?after=&limit=` | lists the retention purge's destruction records |
 //!
 //! Every call appends an audit entry: reads before they return data (no unaudited
 //! read), changes after they are made (the entry records the outcome). The use
@@ -190,6 +191,7 @@ async fn route<K: AccessStore, A: AuditLog, S: AnchorStore, R: AccountRegistry>(
             Ok(Reply::json(if created { 201 } else { 200 }, &body))
         }
         "GET /v1/audit" => list_audit(call, caller, deps, now).await,
+        "GET /v1/retention/records" => list_destruction_records(call, caller, deps, now).await,
         "GET /v1/audit/verify" => {
             let mode = if call.flag("full")? {
                 VerifyMode::Full
@@ -230,18 +232,7 @@ fn page_parameters(call: &Call<'_>) -> Result<(Option<u64>, usize), ApiError> {
                         .map_err(|_| ApiError::invalid("after", "expected a sequence number"))?,
                 )
             }
-            _ => {
-                limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|l| (1..=MAX_AUDIT_PAGE).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::invalid(
-                            "limit",
-                            format!("expected a number from 1 to {MAX_AUDIT_PAGE}"),
-                        )
-                    })?
-            }
+            _ => limit = limit_parameter(value)?,
         }
     }
     Ok((after, limit))
@@ -277,6 +268,80 @@ async fn list_audit<K: AccessStore, A: AuditLog, S: AnchorStore, R>(
         .flatten();
     Ok(Reply::ok(&AuditPage {
         entries: &entries,
+        next_after,
+    }))
+}
+
+/// A page size: 1 to `MAX_AUDIT_PAGE`.
+fn limit_parameter(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|l| (1..=MAX_AUDIT_PAGE).contains(l))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "limit",
+                format!("expected a number from 1 to {MAX_AUDIT_PAGE}"),
+            )
+        })
+}
+
+/// A record id as the purge writes it (`<RFC 3339>#<run id>#<seq>`): the
+/// characters it can hold, and no more than it can be long.
+fn record_id_parameter(value: &str) -> Result<&str, ApiError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '+' | '.' | '#');
+    if !value.is_empty() && value.len() <= 80 && value.chars().all(allowed) {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid("after", "expected a record id"))
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct RecordPage {
+    records: Vec<serde_json::Value>,
+    next_after: Option<String>,
+}
+
+/// The purge's destruction records of the caller's tenant (proof of what was
+/// deleted, when, under which policy); the read is audited first.
+async fn list_destruction_records<K: AccessStore, A: AuditLog, S: AnchorStore, R>(
+    call: &Call<'_>,
+    caller: &Caller,
+    deps: &Deps<K, A, S, R>,
+    now: OffsetDateTime,
+) -> Result<Reply, ApiError> {
+    let mut after = None;
+    let mut limit = 100;
+    for (name, value) in call.query(&["after", "limit"])? {
+        match name {
+            "after" => after = Some(record_id_parameter(value)?),
+            _ => limit = limit_parameter(value)?,
+        }
+    }
+    audit_read(
+        &deps.audit,
+        &caller.tenant,
+        &caller.key_id,
+        "retention.records.read",
+        &call.request_id,
+        now,
+    )
+    .await?;
+    let records = deps
+        .audit
+        .destruction_records(&caller.tenant, after, limit, now)
+        .await?;
+    let next_after = (records.len() == limit)
+        .then(|| {
+            records
+                .last()
+                .and_then(|r| r["record_id"].as_str())
+                .map(str::to_owned)
+        })
+        .flatten();
+    Ok(Reply::ok(&RecordPage {
+        records,
         next_after,
     }))
 }

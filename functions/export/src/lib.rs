@@ -25,7 +25,7 @@ use vigil_shared::app::export::{ExportReport, ExportRequest, ExportStatus, Expor
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::domain::export::ExportMonth;
 use vigil_shared::domain::TenantId;
-use vigil_shared::function::Function;
+use vigil_shared::function::{job_input, Function};
 use vigil_shared::telemetry;
 
 /// A run's budget, of the function's 900 s timeout.
@@ -109,7 +109,7 @@ impl Function for Deps {
     type Error = ExportJobError;
 
     async fn call(&self, event: Value) -> Result<Value, ExportJobError> {
-        let input: ExportInput = serde_json::from_value(event).map_err(|_| {
+        let input: ExportInput = serde_json::from_value(job_input(event)).map_err(|_| {
             ExportJobError::BadInput("input", "expected tenant, month, now and rerun")
         })?;
         let report = Box::pin(export(self, input)).await?;

@@ -76,6 +76,9 @@ impl Registry {
             .register("vigil-privacy", |c| async move {
                 vigil_privacy::Deps::connect(&c).await
             })
+            .register("vigil-purge", |c| async move {
+                vigil_purge::Deps::connect(&c).await
+            })
             .register("vigil-export", |c| async move {
                 vigil_export::Deps::connect(&c).await
             })

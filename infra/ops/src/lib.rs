@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use thiserror::Error;
 use time::OffsetDateTime;
+use vigil_shared::adapters::dynamo::purge::PurgeTables;
 use vigil_shared::adapters::dynamo::{
     AuditTable, Dynamo, PrivacyTable, RightsTables, SubjectTable, TenantTable,
 };
@@ -23,6 +24,7 @@ use vigil_shared::adapters::s3::{AnchorBucket, DataBucket};
 use vigil_shared::app::audit::{audit_read, draft, verify_trail};
 use vigil_shared::app::keys::{issue_key, revoke_key, KeyRequest, KeyView};
 use vigil_shared::app::privacy::{Actor, Rights};
+use vigil_shared::app::purge::Purger;
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::domain::audit::VerifyMode;
 use vigil_shared::domain::{RawEventRetention, TenantId};
@@ -70,6 +72,11 @@ pub enum Command {
         #[command(subcommand)]
         action: SubjectsAction,
     },
+    /// Retention: what is due for deletion, and the destruction records.
+    Retention {
+        #[command(subcommand)]
+        action: RetentionAction,
+    },
     /// Scheduled jobs (alert evaluation, export, purge): run one now.
     Job {
         #[command(subcommand)]
@@ -101,6 +108,46 @@ pub enum JobAction {
         /// Replace a complete dataset.
         #[arg(long)]
         rerun: bool,
+    },
+    /// Runs the retention purge now, a few pages per invocation, with a
+    /// progress line, until nothing due is left (`--local` only; on AWS:
+    /// `aws lambda invoke --function-name <stack>-purge`). With --dry-run,
+    /// prints what one run would delete and deletes nothing.
+    Purge {
+        /// One tenant (default: every tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Report what would be deleted; delete nothing, store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The time to purge as of (RFC 3339; default: now).
+        #[arg(long)]
+        now: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionAction {
+    /// Lists what the purge will delete in the next days (30 by default):
+    /// accounts 3 years past their relationship's end, tenants 3 years past
+    /// their contract's end. Raw events, datasets and bundles expire daily by
+    /// their own age and are not listed.
+    Due {
+        /// One tenant (default: every tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+    },
+    /// Prints a tenant's destruction records (the purge's proof), oldest first.
+    Records {
+        #[arg(long)]
+        tenant: String,
+        /// The record id to continue after.
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
 }
 
@@ -141,6 +188,15 @@ pub enum TenantAction {
         tenant: String,
         #[arg(long)]
         raw_event_days: i64,
+    },
+    /// Sets the last day of the tenant's contract with vigil (yyyy-mm-dd):
+    /// everything of the tenant is purged 3 years after it. --reopen clears it.
+    End {
+        tenant: String,
+        #[arg(long, conflicts_with = "reopen", required_unless_present = "reopen")]
+        on: Option<String>,
+        #[arg(long)]
+        reopen: bool,
     },
     /// Opts the tenant out of the monthly re-training export (nothing of it is
     /// exported from the next run on), or back in with --opt-in.
@@ -297,6 +353,14 @@ pub async fn run_job(
             let state = StackState::read(local.ok_or(OpsError::NotLocal)?)?;
             return export_with_progress(&state, &tenant, month, rerun, out).await;
         }
+        JobAction::Purge {
+            tenant,
+            dry_run,
+            now,
+        } => {
+            let state = StackState::read(local.ok_or(OpsError::NotLocal)?)?;
+            return purge_with_progress(&state, tenant, dry_run, now, out).await;
+        }
     };
     let state = StackState::read(local.ok_or(OpsError::NotLocal)?)?;
     let event = read_event(event.as_deref()).map_err(OpsError::Invalid)?;
@@ -355,6 +419,131 @@ async fn export_with_progress(
             }
         }
     }
+}
+
+/// Pages of purge work per invocation of the CLI's purge: a progress step.
+pub const PURGE_STEP_PAGES: u32 = 20;
+
+/// Invokes the purge until a run reports `complete`, counting what it deleted
+/// on standard error; prints every record. A dry run is one invocation (it
+/// changes nothing, so a second would see the same).
+async fn purge_with_progress(
+    state: &StackState,
+    tenant: Option<String>,
+    dry_run: bool,
+    now: Option<String>,
+    out: &mut impl Write,
+) -> Result<(), OpsError> {
+    let mut event = serde_json::json!({"dry_run": dry_run});
+    if let Some(tenant) = tenant {
+        event["tenant"] = tenant.into();
+    }
+    if let Some(now) = now {
+        event["now"] = now.into();
+    }
+    if !dry_run {
+        event["max_pages"] = PURGE_STEP_PAGES.into();
+    }
+    let (mut items, mut versions, mut runs) = (0, 0, 0);
+    let mut records = Vec::new();
+    loop {
+        let invocation = state.invoke("PurgeFunction", &event).await?;
+        if !invocation.succeeded() {
+            writeln!(out, "{}", invocation.output)?;
+            return Err(OpsError::JobFailed("PurgeFunction".into()));
+        }
+        let output: serde_json::Value =
+            serde_json::from_str(&invocation.output).unwrap_or_default();
+        runs += 1;
+        for tenant in output["tenants"].as_array().into_iter().flatten() {
+            for record in tenant["records"].as_array().into_iter().flatten() {
+                let counts = &record["counts"];
+                items += counts["items"]
+                    .as_object()
+                    .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum::<u64>());
+                versions += counts["versions"].as_u64().unwrap_or(0);
+                records.push(record.clone());
+            }
+        }
+        let verb = if dry_run { "would delete" } else { "deleted" };
+        eprint!("\rpurge: {runs} invocations, {verb} {items} items and {versions} object versions");
+        if dry_run || output["complete"] == true {
+            eprintln!();
+            let summary = serde_json::json!({"dry_run": dry_run, "records": records});
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&summary).unwrap_or_default()
+            )?;
+            return Ok(());
+        }
+    }
+}
+
+/// The retention commands: what is due, and the proof of what was deleted.
+async fn retention(
+    action: RetentionAction,
+    tables: &Tables,
+    out: &mut impl Write,
+    now: OffsetDateTime,
+) -> Result<(), OpsError> {
+    let operator = tables.operator.as_str();
+    match action {
+        RetentionAction::Due { tenant, days } => {
+            if !(1..=366).contains(&days) {
+                return Err(OpsError::Invalid("days: expected 1 to 366".into()));
+            }
+            let (db, sdk) = Dynamo::connect(&tables.config).await;
+            let purger = Purger {
+                tables: PurgeTables::new(&db, &tables.config)?,
+                bucket: DataBucket::new(&sdk, &tables.config)?,
+                audit: tables.audit.clone(),
+            };
+            let tenants = match tenant {
+                Some(tenant) => vec![tenant_id(&tenant)?],
+                None => tables.keys.tenants().await?,
+            };
+            let mut due = Vec::new();
+            for tenant in &tenants {
+                due.extend(purger.due(tenant, now, time::Duration::days(days)).await?);
+            }
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&due).unwrap_or_default()
+            )?;
+        }
+        RetentionAction::Records {
+            tenant,
+            after,
+            limit,
+        } => {
+            let tenant = tenant_id(&tenant)?;
+            if !(1..=1000).contains(&limit) {
+                return Err(OpsError::Invalid("limit: expected 1 to 1000".into()));
+            }
+            let audit = &tables.audit;
+            let request = request_id();
+            audit_read(
+                audit,
+                &tenant,
+                operator,
+                "retention.records.read",
+                &request,
+                now,
+            )
+            .await?;
+            let records = audit
+                .destruction_records(&tenant, after.as_deref(), limit, now)
+                .await?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&records).unwrap_or_default()
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// The subjects commands: they work on the stored records, never on user ids.
@@ -638,6 +827,41 @@ pub async fn run(command: Command, tables: &Tables, out: &mut impl Write) -> Res
         }
         Command::Subjects { action } => {
             subjects(action, tables, out, now).await?;
+        }
+        Command::Retention { action } => {
+            retention(action, tables, out, now).await?;
+        }
+        Command::Tenant {
+            action: TenantAction::End { tenant, on, .. },
+        } => {
+            let tenant = tenant_id(&tenant)?;
+            let last_day = match on.as_deref() {
+                Some(day) => {
+                    Some(vigil_shared::domain::rollup::parse_day(day).ok_or_else(|| {
+                        OpsError::Invalid("on: expected a date (yyyy-mm-dd)".into())
+                    })?)
+                }
+                None => None,
+            };
+            let request = request_id();
+            let updated = store.set_contract_end(&tenant, last_day, now).await?;
+            let outcome = if updated { "ok" } else { "not_found" };
+            let entry = draft(operator, "tenant.contract_end", None, &request, outcome);
+            audit.append(&tenant, entry, now).await?;
+            if !updated {
+                return Err(OpsError::Invalid(format!("tenant {tenant} does not exist")));
+            }
+            match last_day {
+                Some(day) => writeln!(
+                    out,
+                    "tenant {tenant}: contract ends {}; everything of it is purged from {}",
+                    vigil_shared::domain::rollup::day_label(day),
+                    vigil_shared::domain::retention::after_last_day(day)
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                )?,
+                None => writeln!(out, "tenant {tenant}: contract reopened; no purge due")?,
+            }
         }
         Command::Job { action } => {
             // Needs no tables: main() routes it to run_job.

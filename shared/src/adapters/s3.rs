@@ -188,44 +188,91 @@ impl DataBucket {
     /// versioned: a plain delete would leave the data in a noncurrent version).
     /// Returns the number of objects (keys) that had versions.
     pub async fn delete_all_versions(&self, prefix: &str) -> Result<u64, StoreError> {
+        Ok(self.purge_versions(prefix, None, false).await?.objects)
+    }
+
+    /// Deletes every version and delete marker under `prefix` written before
+    /// `before` (None: all), 1,000 a DeleteObjects request; with `dry_run`,
+    /// counts them only. S3's own `LastModified` tells the age.
+    pub async fn purge_versions(
+        &self,
+        prefix: &str,
+        before: Option<OffsetDateTime>,
+        dry_run: bool,
+    ) -> Result<PurgedObjects, StoreError> {
+        use aws_sdk_s3::types::ObjectIdentifier;
+        let old = |modified: Option<&aws_sdk_s3::primitives::DateTime>| match before {
+            None => true,
+            Some(before) => modified.is_some_and(|m| m.secs() < before.unix_timestamp()),
+        };
         let mut keys = std::collections::BTreeSet::new();
+        let mut versions = 0;
+        let (mut key_marker, mut version_marker) = (None, None);
         loop {
             let page = self
                 .client
                 .list_object_versions()
                 .bucket(&self.bucket)
                 .prefix(prefix)
+                .set_key_marker(key_marker.clone())
+                .set_version_id_marker(version_marker.clone())
                 .send()
                 .await
                 .map_err(|e| failed("ListObjectVersions", e))?;
             let mut doomed = Vec::new();
-            for version in page.versions() {
-                if let Some(key) = version.key() {
+            let listed = page
+                .versions()
+                .iter()
+                .map(|v| (v.key(), v.version_id(), v.last_modified()))
+                .chain(
+                    page.delete_markers()
+                        .iter()
+                        .map(|m| (m.key(), m.version_id(), m.last_modified())),
+                );
+            for (key, version, modified) in listed {
+                if let (Some(key), true) = (key, old(modified)) {
                     keys.insert(key.to_owned());
-                    doomed.push((key.to_owned(), version.version_id().map(str::to_owned)));
+                    let id = ObjectIdentifier::builder()
+                        .key(key)
+                        .set_version_id(version.map(str::to_owned))
+                        .build()
+                        .map_err(|e| {
+                            StoreError::failed(
+                                "DeleteObjects",
+                                crate::ports::FailureKind::Permanent,
+                                e.to_string(),
+                            )
+                        })?;
+                    doomed.push(id);
                 }
             }
-            for marker in page.delete_markers() {
-                if let Some(key) = marker.key() {
-                    doomed.push((key.to_owned(), marker.version_id().map(str::to_owned)));
+            versions += doomed.len() as u64;
+            if !dry_run {
+                for chunk in doomed.chunks(MAX_DELETE_OBJECTS) {
+                    self.delete_objects(chunk.to_vec()).await?;
                 }
             }
-            if doomed.is_empty() {
-                return Ok(keys.len() as u64);
+            if !page.is_truncated().unwrap_or(false) {
+                return Ok(PurgedObjects {
+                    objects: keys.len() as u64,
+                    versions,
+                });
             }
-            for (key, version) in doomed {
-                self.client
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .set_version_id(version)
-                    .send()
-                    .await
-                    .map_err(|e| failed("DeleteObject", e))?;
-            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
         }
     }
 }
+
+/// What a purge of versions deleted (or would delete): keys and versions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgedObjects {
+    pub objects: u64,
+    pub versions: u64,
+}
+
+/// AWS's DeleteObjects limit.
+pub const MAX_DELETE_OBJECTS: usize = 1000;
 
 /// An object written in parts (S3 multipart upload) with its SHA-256 computed on
 /// the way: memory holds one part at most. A small object (one part's worth or
@@ -412,7 +459,7 @@ impl DataBucket {
     /// reader holding a version id can finish, until the lifecycle rule expires
     /// them. Returns the number of objects deleted.
     pub async fn delete_current(&self, prefix: &str) -> Result<u64, StoreError> {
-        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        use aws_sdk_s3::types::ObjectIdentifier;
         let mut deleted = 0;
         loop {
             let page = self
@@ -433,32 +480,43 @@ impl DataBucket {
                 return Ok(deleted);
             }
             deleted += objects.len() as u64;
-            let delete = Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(|e| {
-                    StoreError::failed(
-                        "DeleteObjects",
-                        crate::ports::FailureKind::Permanent,
-                        e.to_string(),
-                    )
-                })?;
-            let out = self
-                .client
-                .delete_objects()
-                .bucket(&self.bucket)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| failed("DeleteObjects", e))?;
-            if !out.errors().is_empty() {
-                return Err(StoreError::failed(
+            self.delete_objects(objects).await?;
+        }
+    }
+
+    /// One DeleteObjects request (at most `MAX_DELETE_OBJECTS`); any key it
+    /// could not delete fails it (retryable: the caller's next run tries again).
+    async fn delete_objects(
+        &self,
+        objects: Vec<aws_sdk_s3::types::ObjectIdentifier>,
+    ) -> Result<(), StoreError> {
+        let delete = aws_sdk_s3::types::Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| {
+                StoreError::failed(
                     "DeleteObjects",
-                    crate::ports::FailureKind::Retryable,
-                    format!("{} objects not deleted", out.errors().len()),
-                ));
-            }
+                    crate::ports::FailureKind::Permanent,
+                    e.to_string(),
+                )
+            })?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| failed("DeleteObjects", e))?;
+        if out.errors().is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::failed(
+                "DeleteObjects",
+                crate::ports::FailureKind::Retryable,
+                format!("{} objects not deleted", out.errors().len()),
+            ))
         }
     }
 }

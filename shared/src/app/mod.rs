@@ -9,3 +9,4 @@ pub mod audit;
 pub mod export;
 pub mod keys;
 pub mod privacy;
+pub mod purge;

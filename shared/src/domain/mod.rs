@@ -10,6 +10,7 @@ pub mod event;
 pub mod export;
 pub mod ids;
 pub mod privacy;
+pub mod purge;
 pub mod retention;
 pub mod rollup;
 pub mod sketch;

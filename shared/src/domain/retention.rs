@@ -6,7 +6,7 @@
 //! Reads treat an expired item as absent: DynamoDB TTL deletes days late, and the
 //! emulator never does.
 
-use time::{Duration, OffsetDateTime};
+use time::{Date, Duration, OffsetDateTime};
 
 /// Every kind of item vigil stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub enum StoredItem {
     ExportDataset,
     /// The record (and checkpoint) of a month's export run.
     ExportRun,
+    /// What a purge deleted, as proof of supervised destruction (no personal data).
+    DestructionRecord,
 }
 
 /// How long a kind of item is kept.
@@ -49,8 +51,13 @@ pub enum Rule {
     RawEventRetention,
     /// For the customer relationship, then `AFTER_RELATIONSHIP`.
     Relationship,
-    /// As long as the tenant's contract (access management; keys have their own validity).
+    /// As long as the tenant's contract, then `AFTER_RELATIONSHIP` (the tenant's
+    /// offboarding; access management: keys have their own validity).
     Contract,
+    /// Until the person's last event is deleted (raw-event retention or the
+    /// account's purge), unless the record holds what they asked (a restriction,
+    /// an objection, an erasure, a directive): then until the tenant leaves.
+    UntilLastEvent,
 }
 
 /// Audit entries are kept one year.
@@ -87,8 +94,15 @@ pub const EXPORT_RETENTION: Duration = Duration::days(395);
 /// The privacy policy's ceiling: the relationship plus 3 years.
 pub const AFTER_RELATIONSHIP: Duration = Duration::days(3 * 365 + 1);
 
+/// Destruction records are proof, kept as long as a closed privacy request's
+/// receipt (the time a claim can be brought), then deleted by TTL.
+pub const DESTRUCTION_RECORD_RETENTION: Duration = PRIVACY_REQUEST_RETENTION;
+
+/// How far ahead the operator's "due for deletion" listing looks.
+pub const DUE_WINDOW: Duration = Duration::days(30);
+
 impl StoredItem {
-    pub const ALL: [StoredItem; 17] = [
+    pub const ALL: [StoredItem; 18] = [
         StoredItem::AuditEntry,
         StoredItem::RawEvent,
         StoredItem::HourlyAggregate,
@@ -106,6 +120,7 @@ impl StoredItem {
         StoredItem::AlertNotification,
         StoredItem::ExportDataset,
         StoredItem::ExportRun,
+        StoredItem::DestructionRecord,
     ];
 
     /// The name the register of processing uses for this kind of item.
@@ -128,6 +143,7 @@ impl StoredItem {
             StoredItem::AlertNotification => "alert_notification",
             StoredItem::ExportDataset => "export_dataset",
             StoredItem::ExportRun => "export_run",
+            StoredItem::DestructionRecord => "destruction_record",
         }
     }
 
@@ -135,10 +151,10 @@ impl StoredItem {
         match self {
             StoredItem::AuditEntry => Rule::AfterWrite(AUDIT_RETENTION),
             StoredItem::RawEvent => Rule::RawEventRetention,
-            StoredItem::HourlyAggregate
-            | StoredItem::Subject
-            | StoredItem::Account
-            | StoredItem::AlertState => Rule::Relationship,
+            StoredItem::Subject => Rule::UntilLastEvent,
+            StoredItem::HourlyAggregate | StoredItem::Account | StoredItem::AlertState => {
+                Rule::Relationship
+            }
             StoredItem::Tenant | StoredItem::ApiKey | StoredItem::AlertSettings => Rule::Contract,
             StoredItem::AlertSilence => Rule::AfterWrite(ALERT_SILENCE_RETENTION),
             StoredItem::AlertHistory => Rule::AfterWrite(ALERT_HISTORY_RETENTION),
@@ -147,6 +163,7 @@ impl StoredItem {
             StoredItem::SuppressionMarker => Rule::AfterWrite(SUPPRESSION_MARKER_RETENTION),
             StoredItem::PrivacyBundle => Rule::AfterWrite(PRIVACY_BUNDLE_RETENTION),
             StoredItem::ExportDataset | StoredItem::ExportRun => Rule::AfterWrite(EXPORT_RETENTION),
+            StoredItem::DestructionRecord => Rule::AfterWrite(DESTRUCTION_RECORD_RETENTION),
         }
     }
 }
@@ -193,13 +210,24 @@ pub fn expires_at(
     match item.rule() {
         Rule::AfterWrite(keep) => Some(from + keep),
         Rule::RawEventRetention => Some(from + raw_events.duration()),
-        Rule::Relationship | Rule::Contract => None,
+        Rule::Relationship | Rule::Contract | Rule::UntilLastEvent => None,
     }
 }
 
 /// When an item kept for the relationship expires, once the relationship has ended.
 pub fn after_relationship(ended: OffsetDateTime) -> OffsetDateTime {
     ended + AFTER_RELATIONSHIP
+}
+
+/// When what a contract kept expires, given its last day (an account's
+/// `relationship_end`, a tenant's `contract_end`): 3 years after that day is over.
+pub fn after_last_day(last_day: Date) -> OffsetDateTime {
+    let ended = last_day
+        .next_day()
+        .unwrap_or(last_day)
+        .midnight()
+        .assume_utc();
+    after_relationship(ended)
 }
 
 /// Whether an item with this expiry (epoch seconds, as stored) is still to be read.
@@ -227,11 +255,9 @@ mod tests {
             expires_at(StoredItem::RawEvent, event_time, default),
             Some(datetime!(2027-12-28 08:00 UTC))
         );
-        for item in [
-            StoredItem::HourlyAggregate,
-            StoredItem::Subject,
-            StoredItem::Account,
-        ] {
+        assert_eq!(StoredItem::Subject.rule(), Rule::UntilLastEvent);
+        assert_eq!(expiry(StoredItem::Subject), None);
+        for item in [StoredItem::HourlyAggregate, StoredItem::Account] {
             assert_eq!(item.rule(), Rule::Relationship);
             assert_eq!(expiry(item), None);
         }
@@ -244,7 +270,11 @@ mod tests {
                 Some(datetime!(2027-12-31 02:00 UTC))
             );
         }
-        assert_eq!(StoredItem::ALL.len(), 17);
+        assert_eq!(
+            expiry(StoredItem::DestructionRecord),
+            Some(datetime!(2029-11-29 12:00 UTC))
+        );
+        assert_eq!(StoredItem::ALL.len(), 18);
         assert_eq!(
             after_relationship(datetime!(2026-12-31 00:00 UTC)),
             datetime!(2029-12-31 00:00 UTC)
@@ -263,6 +293,15 @@ mod tests {
         assert_eq!(
             expires_at(StoredItem::RawEvent, t, short),
             Some(datetime!(2026-04-01 00:00 UTC))
+        );
+    }
+
+    #[test]
+    fn a_contract_keeps_its_data_three_years_after_its_last_day() {
+        // Ends 2026-12-31: the day is over at 2027-01-01 00:00, plus 1,096 days.
+        assert_eq!(
+            after_last_day(time::macros::date!(2026 - 12 - 31)),
+            datetime!(2030-01-01 00:00 UTC)
         );
     }
 

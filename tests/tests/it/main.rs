@@ -20,6 +20,7 @@ mod local_stack;
 mod logs;
 mod privacy;
 mod properties;
+mod purge;
 mod register;
 mod scheduled;
 mod storage_faults;

@@ -351,7 +351,22 @@ fn retention_periods_in_the_code_and_the_register_agree() {
                     "{item:?}"
                 );
             }
-            Rule::Contract => assert_eq!(entry["rule"], "contract", "{item:?}"),
+            Rule::Contract => {
+                assert_eq!(entry["rule"], "contract", "{item:?}");
+                assert_eq!(
+                    entry["days_after_contract"],
+                    days(retention::AFTER_RELATIONSHIP),
+                    "{item:?}"
+                );
+            }
+            Rule::UntilLastEvent => {
+                assert_eq!(entry["rule"], "until_last_event", "{item:?}");
+                assert_eq!(
+                    entry["days_after_contract"],
+                    days(retention::AFTER_RELATIONSHIP),
+                    "{item:?}: a record holding a request stays until the tenant leaves"
+                );
+            }
         }
     }
     assert_eq!(

@@ -212,6 +212,29 @@ impl TenantTable {
     }
 }
 
+impl TenantTable {
+    /// Sets (or, with None, clears: the tenant stays) the last day of the
+    /// tenant's contract with vigil: everything of the tenant is purged 3 years
+    /// after it (docs/decisions/0019). False if no such tenant.
+    pub async fn set_contract_end(
+        &self,
+        tenant: &TenantId,
+        last_day: Option<time::Date>,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let update = self
+            .update_tenant(tenant)
+            .expression_attribute_values(":now", timestamp(now));
+        let update = match last_day {
+            Some(day) => update
+                .update_expression("SET contract_end = :end, updated_at = :now")
+                .expression_attribute_values(":end", s(crate::domain::rollup::day_label(day))),
+            None => update.update_expression("SET updated_at = :now REMOVE contract_end"),
+        };
+        applied("UpdateItem", update.send().await)
+    }
+}
+
 impl TenantSettings for TenantTable {
     async fn raw_event_retention(
         &self,

@@ -7,14 +7,14 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 
-use super::codec::{is_live, n, s, text, timestamp, Item, EXPIRES_AT};
+use super::codec::{date_of, is_live, n, s, text, timestamp, Item, EXPIRES_AT};
 use super::{failed, table_name, unbuildable, Dynamo};
 use crate::config::{Config, ConfigError, Setting};
 use crate::domain::account::AccountContract;
 use crate::domain::retention;
-use crate::domain::rollup::{day_label, parse_day, Rollup};
+use crate::domain::rollup::{day_label, Rollup};
 use crate::domain::sketch::ActiveUsers;
 use crate::domain::{AccountId, AggregateDelta, EventData, HourBucket, StoredEvent, TenantId};
 use crate::keys;
@@ -284,10 +284,6 @@ fn rollup_of(item: &Item) -> Rollup {
     Rollup { counters, users }
 }
 
-fn date_of(item: &Item, name: &str) -> Option<Date> {
-    text(item, name).and_then(|d| parse_day(&d))
-}
-
 /// A directory item as an entry.
 fn entry_of(item: &Item) -> Result<AccountEntry, StoreError> {
     let account = text(item, keys::SK)
@@ -507,7 +503,13 @@ impl AccountRegistry for AggregateTable {
                 AttributeValue::L(contract.tags.iter().map(s).collect()),
             )
             .return_values(ReturnValue::AllOld);
-        let optional: [(&str, Option<AttributeValue>); 5] = [
+        // An end date puts the entry in `by_expiry` for the purge to act on now:
+        // stamp the account's items with the expiry, or delete them if it passed.
+        let expiry_key = contract
+            .relationship_end
+            .map(|_| s(keys::expiry_index_pk(tenant)));
+        let purge_at = contract.relationship_end.map(|_| n(now.unix_timestamp()));
+        let optional: [(&str, Option<AttributeValue>); 7] = [
             ("plan", contract.plan.as_ref().map(s)),
             ("monthly_quota", contract.monthly_quota.map(n)),
             (
@@ -521,11 +523,12 @@ impl AccountRegistry for AggregateTable {
             // Kept until 3 years after the end of the relationship's last day.
             (
                 EXPIRES_AT,
-                contract.relationship_end.map(|end| {
-                    let ended = end.next_day().unwrap_or(end).midnight().assume_utc();
-                    n(retention::after_relationship(ended).unix_timestamp())
-                }),
+                contract
+                    .relationship_end
+                    .map(|end| n(retention::after_last_day(end).unix_timestamp())),
             ),
+            (keys::EXPIRY_KEY, expiry_key),
+            (keys::PURGE_AT, purge_at),
         ];
         let mut placeholders = Vec::new();
         for (i, (name, value)) in optional.into_iter().enumerate() {
@@ -572,6 +575,26 @@ impl AccountRegistry for AggregateTable {
                     .await
                     .map_err(|e| failed("UpdateItem", e))?;
             }
+        }
+        // Reopened while its items carry the old expiry: back in the index, so
+        // the purge takes the expiry off them (docs/decisions/0019).
+        if contract.relationship_end.is_none() && old.contains_key("stamped_expiry") {
+            let result = self
+                .db
+                .client
+                .update_item()
+                .table_name(&self.name)
+                .key(keys::PK, s(keys::accounts_pk(tenant)))
+                .key(keys::SK, s(keys::account_entry_sk(account)))
+                .update_expression("SET #k = :k, #at = :now")
+                .condition_expression("attribute_not_exists(relationship_end)")
+                .expression_attribute_names("#k", keys::EXPIRY_KEY)
+                .expression_attribute_names("#at", keys::PURGE_AT)
+                .expression_attribute_values(":k", s(keys::expiry_index_pk(tenant)))
+                .expression_attribute_values(":now", n(now.unix_timestamp()))
+                .send()
+                .await;
+            super::applied("UpdateItem", result)?;
         }
         Ok(!was_registered)
     }

@@ -6,6 +6,8 @@ use super::codec::{is_live, n, s, text, time_of, timestamp, Item, EXPIRES_AT};
 use super::{applied, failed, table_name, Dynamo};
 use crate::config::{Config, ConfigError, Setting};
 use crate::domain::audit::{AuditDraft, AuditEntry};
+use crate::domain::purge::DestructionRecord;
+use crate::domain::RawEventRetention;
 use crate::domain::TenantId;
 use crate::keys;
 use crate::ports::{AuditLog, StoreError};
@@ -107,6 +109,33 @@ fn audit_entry(item: &Item) -> Result<AuditEntry, StoreError> {
 }
 
 impl AuditLog for AuditTable {
+    async fn destruction_records(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let query = self
+            .db
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND sk > :after")
+            .expression_attribute_values(":pk", s(keys::retention_records_pk(tenant)))
+            .expression_attribute_values(
+                ":after",
+                s(keys::retention_record_sk(after.unwrap_or_default())),
+            )
+            .consistent_read(true);
+        let items = self.db.query(query, Some(limit)).await?;
+        Ok(items
+            .iter()
+            .filter(|item| is_live(item, now))
+            .filter_map(|item| text(item, "record"))
+            .filter_map(|body| serde_json::from_str(&body).ok())
+            .collect())
+    }
     /// Reads the chain's tail and appends after it; a concurrent append wins the
     /// conditional put, and this one retries on the new tail.
     async fn append(
@@ -201,5 +230,37 @@ impl AuditLog for AuditTable {
             .filter(|item| is_live(item, now))
             .map(audit_entry)
             .collect()
+    }
+}
+
+impl AuditTable {
+    /// Stores a destruction record (docs/decisions/0019): not in the chain, beside
+    /// it; the audit entry that names it is in the chain.
+    pub async fn put_record(
+        &self,
+        tenant: &TenantId,
+        record: &DestructionRecord,
+    ) -> Result<(), StoreError> {
+        use crate::domain::retention::{self, StoredItem};
+        let expires = retention::expires_at(
+            StoredItem::DestructionRecord,
+            record.recorded_at,
+            RawEventRetention::default(),
+        )
+        .map(|at| at.unix_timestamp())
+        .unwrap_or_default();
+        let body = serde_json::to_string(record).unwrap_or_default();
+        self.db
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .item(keys::PK, s(keys::retention_records_pk(tenant)))
+            .item(keys::SK, s(keys::retention_record_sk(&record.record_id)))
+            .item("record", s(body))
+            .item(EXPIRES_AT, n(expires))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("PutItem", e))
     }
 }

@@ -49,6 +49,16 @@ pub fn time_of(item: &Item, name: &str) -> Option<OffsetDateTime> {
     text(item, name).and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok())
 }
 
+/// A number attribute.
+pub fn num<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+/// A day attribute (`yyyy-mm-dd`).
+pub fn date_of(item: &Item, name: &str) -> Option<time::Date> {
+    text(item, name).and_then(|d| crate::domain::rollup::parse_day(&d))
+}
+
 /// An item's `pk` and `sk`.
 pub fn key_of(item: &Item) -> (Option<&str>, Option<&str>) {
     let text = |name: &str| {

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use time::OffsetDateTime;
 
-use super::codec::{is_live, key_of, n, s, text, time_of, timestamp, Item, EXPIRES_AT};
+use super::codec::{is_live, key_of, n, num, s, text, time_of, timestamp, Item, EXPIRES_AT};
 use super::{table_name, unbuildable, Dynamo};
 use crate::config::{Config, ConfigError, Setting};
 use crate::domain::subject::Purpose;
@@ -141,10 +141,6 @@ pub(crate) fn withheld_value(purposes: &BTreeSet<Purpose>) -> AttributeValue {
 pub struct EventRecord {
     pub event: StoredEvent,
     pub expires_at: Option<i64>,
-}
-
-fn num<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
-    item.get(name)?.as_n().ok()?.parse().ok()
 }
 
 /// Reads an event item back (None: not an event of `tenant`, or malformed).

@@ -18,6 +18,7 @@ pub mod events;
 pub mod exports;
 pub mod ingest;
 pub mod privacy;
+pub mod purge;
 pub mod rights;
 pub mod subjects;
 
@@ -48,6 +49,8 @@ pub use subjects::SubjectTable;
 pub const MAX_TRANSACT_ACTIONS: usize = 100;
 /// AWS's BatchGetItem limit.
 pub const MAX_BATCH_GET: usize = 100;
+/// AWS's BatchWriteItem limit (the emulator takes more; AWS refuses the request).
+pub const MAX_BATCH_WRITE: usize = 25;
 /// Conditional writes in flight at once for one request.
 pub(crate) const CONCURRENT_WRITES: usize = 8;
 
@@ -287,6 +290,54 @@ impl Dynamo {
             }
         }
         Ok(found)
+    }
+
+    /// Deletes items by key, 25 keys a request, retrying unprocessed keys. Deleting
+    /// an absent item succeeds, so a repeat is harmless.
+    pub(crate) async fn batch_delete(
+        &self,
+        table: &str,
+        item_keys: Vec<Item>,
+    ) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        for chunk in item_keys.chunks(MAX_BATCH_WRITE) {
+            let mut pending = chunk
+                .iter()
+                .map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| unbuildable("BatchWriteItem", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut attempt = 1;
+            loop {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| failed("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(table))
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= self.retry.max_attempts {
+                    return Err(StoreError::Exhausted {
+                        operation: "BatchWriteItem",
+                        attempts: attempt,
+                    });
+                }
+                self.retry.sleep_before(attempt).await;
+                attempt += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Runs one TransactWriteItems (at most `MAX_TRANSACT_ACTIONS` actions). The

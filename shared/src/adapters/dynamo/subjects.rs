@@ -45,6 +45,11 @@ impl SubjectTable {
             .table_name(&self.name)
             .item(keys::PK, s(keys::subject_pk(tenant, lookup)))
             .item("subject_id", s(subject.as_str()))
+            // The `by_pseudonym` index: the purge finds the record from an event.
+            .item(
+                keys::SUBJECT_KEY,
+                s(keys::subject_index_pk(tenant, &subject)),
+            )
             .item("created_at", now())
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)

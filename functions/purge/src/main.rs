@@ -1,0 +1,1 @@
+vigil_shared::lambda_main!(vigil_purge::Deps);
