@@ -652,6 +652,171 @@ async fn export_costs(stack: &TestStack) {
     }
 }
 
+/// One account partition of `PER_ACCOUNT` events (small api_call items, as
+/// ingestion writes them, without a subject), for the purge's benchmark.
+fn purge_seed_events(
+    tenant: &str,
+    account: usize,
+    per_account: usize,
+) -> Vec<aws_sdk_dynamodb::types::WriteRequest> {
+    use aws_sdk_dynamodb::types::{AttributeValue::S, PutRequest, WriteRequest};
+    (0..per_account)
+        .map(|e| {
+            let item = std::collections::HashMap::from([
+                (
+                    "pk".to_owned(),
+                    S(format!("T#{tenant}#A#acct-{account:06}")),
+                ),
+                ("sk".to_owned(), S(format!("E#ev-{account:06}-{e:04}"))),
+                ("source".to_owned(), S("api_call".into())),
+                ("ts".to_owned(), S("2026-11-20T10:00:00Z".into())),
+            ]);
+            WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .expect("put"),
+                )
+                .build()
+        })
+        .collect()
+}
+
+/// The retention purge of one tenant whose events table holds `items` events
+/// over accounts of 100 events, of which `expired` accounts' relationship
+/// ended more than 3 years ago: requests and write units against the floor
+/// ceil(expired items / 25) BatchWriteItem plus the index pages (by_expiry,
+/// and the 16 by_month queries of the raw-event sweep).
+async fn purge_cost(
+    stack: &TestStack,
+    tenant: &str,
+    items: usize,
+    expired_accounts: usize,
+) -> (usize, u64) {
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    const PER_ACCOUNT: usize = 100;
+    let accounts = items / PER_ACCOUNT;
+    stack
+        .issue_key(tenant, &[vigil_shared::domain::access::Scope::Read])
+        .await;
+    let events: Vec<WriteRequest> = (0..accounts)
+        .flat_map(|a| purge_seed_events(tenant, a, PER_ACCOUNT))
+        .collect();
+    write_all(stack, &stack.table("EventsTable"), events).await;
+    // Directory entries; the expired ones in by_expiry, as the accounts API leaves them.
+    let long_ago = time::OffsetDateTime::now_utc().unix_timestamp() - 86_400;
+    let entries: Vec<WriteRequest> = (0..accounts)
+        .map(|a| {
+            let mut item = std::collections::HashMap::from([
+                (
+                    "pk".to_owned(),
+                    AttributeValue::S(format!("T#{tenant}#ACCOUNTS")),
+                ),
+                ("sk".to_owned(), AttributeValue::S(format!("A#acct-{a:06}"))),
+                (
+                    "events".to_owned(),
+                    AttributeValue::N(PER_ACCOUNT.to_string()),
+                ),
+            ]);
+            if a < expired_accounts {
+                item.insert(
+                    "expiry_key".into(),
+                    AttributeValue::S(format!("T#{tenant}#EXPIRY")),
+                );
+                item.insert("purge_at".into(), AttributeValue::N(long_ago.to_string()));
+                item.insert("expires_at".into(), AttributeValue::N(long_ago.to_string()));
+                item.insert(
+                    "relationship_end".into(),
+                    AttributeValue::S("2023-01-01".into()),
+                );
+            }
+            WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .expect("put"),
+                )
+                .build()
+        })
+        .collect();
+    write_all(stack, &stack.table("AggregatesTable"), entries).await;
+    let tenants = stack.table("TenantsTable");
+    stack.proxy.reset_counts();
+    let started = std::time::Instant::now();
+    let report = stack
+        .local_api()
+        .invoke("PurgeFunction", json!({"tenant": tenant}))
+        .await
+        .expect("the purge runs");
+    let wall = started.elapsed();
+    assert_eq!(report["complete"], true, "{report}");
+    let deleted: u64 = report["tenants"][0]["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            r["counts"]["items"]
+                .as_object()
+                .map_or(0, |m| m.values().filter_map(Value::as_u64).sum::<u64>())
+        })
+        .sum();
+    let expired_items = expired_accounts * (PER_ACCOUNT + 1);
+    assert_eq!(deleted, expired_items as u64, "{report}");
+    let counts: BTreeMap<String, usize> = stack
+        .proxy
+        .counts_except(&[tenants.as_str()])
+        .into_iter()
+        .collect();
+    let total: usize = counts.values().sum();
+    let batches = counts.get("BatchWriteItem").copied().unwrap_or(0);
+    // Index pages: by_expiry (1,000 keys a page, and the empty last) and the raw-event sweep's 16 shards.
+    let index_pages = expired_accounts / 1000 + 1 + 16;
+    let floor = expired_items.div_ceil(25) + index_pages;
+    let units = stack.proxy.write_units();
+    println!(
+        "  {items:>7} items, {expired_items:>5} expired ({expired_accounts} accounts): {total} requests {counts:?}; \
+         {batches} BatchWriteItem against ceil({expired_items}/25) = {}; floor {floor} requests (with {index_pages} index pages); \
+         {} write units (table; index deletes not seen by the proxy) for {expired_items} items; wall {:.1} s",
+        expired_items.div_ceil(25),
+        units.table,
+        wall.as_secs_f64()
+    );
+    // Per account: its events in whole batches, the entry and the alert state
+    // by key; reads: one consistent GetItem and three partition queries.
+    assert_eq!(batches, expired_accounts * PER_ACCOUNT.div_ceil(25));
+    assert_eq!(
+        units.table,
+        expired_items as u64 + expired_accounts as u64,
+        "every item once, and the alert state's no-op delete"
+    );
+    (total, units.table)
+}
+
+/// The purge at growing table sizes with 1 % expired, and a larger table with
+/// as much expired as a smaller one: the cost follows what expired.
+async fn purge_costs(stack: &TestStack) {
+    println!("\nretention purge (accounts past relationship + 3 years; events without subjects):");
+    let (small, _) = purge_cost(stack, "purge10k", 10_000, 1).await;
+    if cfg!(debug_assertions) {
+        println!("  (debug build: 100,000 items are measured by ./infra/bench, in release)");
+        return;
+    }
+    let (large_same, _) = purge_cost(stack, "purge100k1", 100_000, 1).await;
+    let (large, _) = purge_cost(stack, "purge100k", 100_000, 10).await;
+    assert_eq!(
+        small, large_same,
+        "the same expired items cost the same in a table 10 times larger"
+    );
+    println!(
+        "  scaling: 10x the table with the same expired items: {small} -> {large_same} requests; \
+         10x the expired: {large} requests. 1,000,000 items with 1 % expired (10,000 items, 100 accounts) \
+         extrapolate to {} BatchWriteItem + 100 x 6 per-account requests + 17 index pages",
+        10_000usize.div_ceil(25)
+    );
+}
+
 /// Request r holds hour r (clients flush in time order): 10 accounts x 2 hours in all.
 fn requests(prefix: &str) -> Vec<Value> {
     (0..EVENTS / PER_REQUEST)
@@ -765,6 +930,11 @@ async fn main() {
     let stack = TestStack::start_with(&vigil_local::repo_template(), &registry).await;
     if std::env::var("VIGIL_BENCH_ONLY").as_deref() == Ok("export") {
         export_costs(&stack).await;
+        stack.shutdown().await;
+        return;
+    }
+    if std::env::var("VIGIL_BENCH_ONLY").as_deref() == Ok("purge") {
+        purge_costs(&stack).await;
         stack.shutdown().await;
         return;
     }
@@ -923,6 +1093,7 @@ async fn main() {
     alert_evaluation_costs(&stack).await;
     privacy_costs(&stack).await;
     export_costs(&stack).await;
+    purge_costs(&stack).await;
 
     if let Some(kib) = vigil_tests::peak_memory_kib() {
         println!(

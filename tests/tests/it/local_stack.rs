@@ -96,6 +96,7 @@ async fn tables_match_the_template() {
             "GET /v1/privacy/register true",
             "GET /v1/privacy/requests true",
             "GET /v1/privacy/requests/{request_id} true",
+            "GET /v1/retention/records true",
             "POST /v1/alerts/silences true",
             "POST /v1/events true",
             "POST /v1/keys true",

@@ -173,6 +173,36 @@ async fn scenario(stack: &TestStack) {
             .await
             .expect("opt-out");
     }
+    // The retention purge: an account whose relationship ended long ago goes
+    // (its destruction record stays), the others' rollups get their expiry,
+    // the tenant's own contract has an end date.
+    let old = json!({"events": [{"id": "gone-1", "time": t, "source": "api_call", "account": "gone",
+        "user": "reg-user-3", "data": {"endpoint": "/v1/pay", "method": "GET", "status": 200,
+        "latency_ms": 5, "units": 1}}]});
+    let (status, out) = stack.post_events(TENANT, &old).await;
+    assert_eq!(status, 200, "{out}");
+    let (status, out) = stack
+        .call(
+            Method::PUT,
+            "/v1/accounts/gone",
+            Some(&admin),
+            Some(&json!({"name": "Gone", "relationship_end": "2020-01-01"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{out}");
+    let end = time::macros::date!(2031 - 12 - 31);
+    keys.set_contract_end(&tenant, Some(end), now)
+        .await
+        .expect("contract end");
+    let report = stack
+        .local_api()
+        .invoke("PurgeFunction", json!({"tenant": TENANT}))
+        .await
+        .expect("purge");
+    assert_eq!(
+        report["tenants"][0]["records"][0]["account"], "gone",
+        "{report}"
+    );
 }
 
 /// `name` matches a register entry: equal, or the entry's `<...>` part stands for any text.
