@@ -15,6 +15,7 @@
 //! | tenants    | `T#<tenant>`               | `TENANT`           | the tenant            |
 //! | tenants    | `T#<tenant>`               | `KEY#<key id>`     | one API key           |
 //! | tenants    | `T#<tenant>`               | `EXPORT#<yyyy-mm>` | a month's export run and checkpoint |
+//! | tenants    | `T#<tenant>`               | `PURGE`            | the lease of the purge run working on the tenant |
 //! | privacy    | `T#<tenant>#PRIVACY`       | `R#<request id>`   | one data subject request |
 //! | privacy    | `T#<tenant>#PRIVACY`       | `O#<type>[#<purpose>]#<pseudonym>` | the open request of a type for a subject |
 //! | privacy    | `T#<tenant>#PRIVACY`       | `X#<suppression marker>` | an erasure a restore must re-apply |
@@ -307,6 +308,9 @@ pub fn tenant_of_pk(pk: &str) -> Option<&str> {
     pk.strip_prefix("T#").filter(|t| !t.contains('#'))
 }
 pub const KEY_SK_PREFIX: &str = "KEY#";
+
+/// The lease of the purge run working on a tenant (only while it runs).
+pub const PURGE_LEASE_SK: &str = "PURGE";
 
 /// A month's export run record, in the tenant's partition of the tenants table.
 pub fn export_run_sk(month: &str) -> String {

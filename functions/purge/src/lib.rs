@@ -145,7 +145,7 @@ pub async fn purge(deps: &Deps, input: PurgeInput) -> Result<PurgeReport, PurgeJ
     let mut failures = Vec::new();
     let mut not_reached = 0;
     for tenant in &tenants {
-        if reports.iter().any(|r: &TenantPurge| !r.complete) {
+        if reports.iter().any(|r: &TenantPurge| !r.complete && !r.busy) {
             not_reached += 1;
             continue;
         }

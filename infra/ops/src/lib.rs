@@ -465,6 +465,13 @@ async fn purge_with_progress(
                 records.push(record.clone());
             }
         }
+        let busy = output["tenants"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|r| r["busy"] == true));
+        if busy {
+            // Another run (the schedule) holds a tenant: wait for it.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
         let verb = if dry_run { "would delete" } else { "deleted" };
         eprint!("\rpurge: {runs} invocations, {verb} {items} items and {versions} object versions");
         if dry_run || output["complete"] == true {

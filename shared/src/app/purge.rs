@@ -76,10 +76,16 @@ impl Budget {
     }
 }
 
+/// A run's lease on a tenant: longer than the function's 15 minutes, so a
+/// live run never loses it; a crashed run's lease lapses by the next day's.
+pub const LEASE: time::Duration = time::Duration::minutes(20);
+
 /// What a run did (or, dry, would do) for one tenant.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TenantPurge {
     pub tenant: String,
+    /// Another run holds the tenant: this one did nothing there.
+    pub busy: bool,
     /// Whether everything due was reached (false: the next run continues).
     pub complete: bool,
     pub records: Vec<DestructionRecord>,
@@ -119,8 +125,38 @@ enum Step {
 }
 
 impl Purger {
-    /// Purges one tenant as of `request.now`.
+    /// Purges one tenant as of `request.now`, under the tenant's lease (a
+    /// dry run takes none: it changes nothing).
     pub async fn purge_tenant(
+        &self,
+        tenant: &TenantId,
+        request: &PurgeRequest,
+        budget: &mut Budget,
+    ) -> Result<TenantPurge, StoreError> {
+        if request.dry_run {
+            return self.purge_leased(tenant, request, budget).await;
+        }
+        // Wall clock: the lease is between runs, whatever `now` they purge as of.
+        let clock = OffsetDateTime::now_utc();
+        let leased = self
+            .tables
+            .acquire_lease(tenant, &request.run_id, clock, clock + LEASE)
+            .await?;
+        if !leased {
+            return Ok(TenantPurge {
+                tenant: tenant.to_string(),
+                busy: true,
+                ..TenantPurge::default()
+            });
+        }
+        let outcome = self.purge_leased(tenant, request, budget).await;
+        let released = self.tables.release_lease(tenant, &request.run_id).await;
+        let report = outcome?;
+        released?;
+        Ok(report)
+    }
+
+    async fn purge_leased(
         &self,
         tenant: &TenantId,
         request: &PurgeRequest,

@@ -909,3 +909,78 @@ async fn bad_input_is_refused_naming_the_field() {
     }
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn two_runs_at_once_delete_and_record_everything_once() {
+    let stack = TestStack::start().await;
+    let admin = stack.issue_key(T, &[Scope::Admin]).await;
+    let events: Vec<Value> = (0..40)
+        .map(|j| {
+            api_event(
+                &format!("c-{j}"),
+                &format!("acct-{}", j % 4),
+                "someone",
+                j + 1,
+            )
+        })
+        .collect();
+    let (status, out) = stack.post_events(T, &json!({"events": events})).await;
+    assert_eq!(status, 200, "{out}");
+    let mut due = 0;
+    for a in 0..4 {
+        let account = format!("acct-{a}");
+        put_account(
+            &stack,
+            &admin,
+            &account,
+            Some(&ended_days_ago(THREE_YEARS + 5)),
+        )
+        .await;
+        for table in ["EventsTable", "AggregatesTable"] {
+            due += items_naming(&stack, table, &account_needles(T, &account)).await as u64;
+        }
+    }
+    let api = stack.local_api();
+    let (first, second) = tokio::join!(
+        api.invoke("PurgeFunction", json!({"tenant": T})),
+        api.invoke("PurgeFunction", json!({"tenant": T})),
+    );
+    let (first, second) = (first.expect("first"), second.expect("second"));
+    let busy = [&first, &second]
+        .iter()
+        .filter(|r| r["tenants"][0]["busy"] == true)
+        .count();
+    // Both may finish one after the other; never both at once on the tenant.
+    assert!(busy <= 1, "{first} {second}");
+    // Whatever the interleaving, a later run finds nothing left.
+    let last = purge(&stack, json!({"tenant": T})).await;
+    assert_eq!(last["tenants"][0]["records"], json!([]), "{last}");
+    for a in 0..4 {
+        for table in ["EventsTable", "AggregatesTable"] {
+            let needles = account_needles(T, &format!("acct-{a}"));
+            assert_eq!(items_naming(&stack, table, &needles).await, 0);
+        }
+    }
+    let recorded: u64 = records(&stack, &admin)
+        .await
+        .iter()
+        .filter(|r| r["class"] == "account")
+        .map(|r| {
+            item_counts(r)
+                .iter()
+                .filter(|(t, _)| *t == "EventsTable" || *t == "AggregatesTable")
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(recorded, due, "every item counted once");
+    // No lease is left behind.
+    let leases = stack
+        .scan("TenantsTable")
+        .await
+        .into_iter()
+        .filter(|i| s(i, "sk") == Some("PURGE"))
+        .count();
+    assert_eq!(leases, 0);
+    stack.shutdown().await;
+}

@@ -162,6 +162,47 @@ impl PurgeTables {
         applied("UpdateItem", result).map(|_| ())
     }
 
+    /// Takes the tenant's purge lease for `holder` until `until`, unless
+    /// another run holds it (false): two runs never work on one tenant at once.
+    pub async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .db
+            .client
+            .put_item()
+            .table_name(&self.tenants)
+            .item(keys::PK, s(keys::tenant_pk(tenant)))
+            .item(keys::SK, s(keys::PURGE_LEASE_SK))
+            .item("holder", s(holder))
+            .item("lease_until", n(until.unix_timestamp()))
+            .condition_expression("attribute_not_exists(pk) OR lease_until < :now")
+            .expression_attribute_values(":now", n(now.unix_timestamp()))
+            .send()
+            .await;
+        applied("PutItem", result)
+    }
+
+    /// Gives the lease back (if this run still holds it).
+    pub async fn release_lease(&self, tenant: &TenantId, holder: &str) -> Result<(), StoreError> {
+        let result = self
+            .db
+            .client
+            .delete_item()
+            .table_name(&self.tenants)
+            .key(keys::PK, s(keys::tenant_pk(tenant)))
+            .key(keys::SK, s(keys::PURGE_LEASE_SK))
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        applied("DeleteItem", result).map(|_| ())
+    }
+
     // ------------------------------------------------------------ accounts
 
     /// Accounts of `tenant` the purge must act on by `until` (epoch seconds),
