@@ -39,6 +39,7 @@ use vigil_shared::app::alerts::{
     TenantRun, WebhookBody,
 };
 use vigil_shared::app::audit::draft;
+use vigil_shared::app::jobs::{job_now, job_tenants, TenantsError};
 use vigil_shared::auth::Caller;
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::crypto::{new_webhook_secret, CryptoError};
@@ -168,23 +169,19 @@ pub async fn evaluate(
 ) -> Result<EvaluationReport, EvaluationError> {
     let started = Instant::now();
     let deadline = started + deps.job_budget;
-    let now = match &run.now {
-        Some(text) => OffsetDateTime::parse(text, &Rfc3339)
-            .map_err(|_| EvaluationError::BadInput("now", "expected an RFC 3339 time"))?,
-        None => (deps.clock)(),
-    };
+    let now = job_now(run.now.as_deref(), deps.clock)
+        .map_err(|_| EvaluationError::BadInput("now", "expected an RFC 3339 time"))?;
     // Whole seconds: history keys sort by their time as text.
     let now = now.to_offset(time::UtcOffset::UTC);
     let now = now.replace_nanosecond(0).unwrap_or(now);
-    let tenants = match &run.tenant {
-        Some(tenant) => vec![TenantId::parse(tenant)
-            .map_err(|_| EvaluationError::BadInput("tenant", "expected a tenant id"))?],
-        None => deps
-            .tenants
-            .tenants()
-            .await
-            .map_err(|e| EvaluationError::Tenants(e.to_string()))?,
-    };
+    let tenants = job_tenants(&deps.tenants, run.tenant.as_deref())
+        .await
+        .map_err(|e| match e {
+            TenantsError::List(e) => EvaluationError::Tenants(e.to_string()),
+            TenantsError::BadTenant(_) => {
+                EvaluationError::BadInput("tenant", "expected a tenant id")
+            }
+        })?;
     let mut report = EvaluationReport {
         now: rfc3339(now),
         tenants: tenants.len(),

@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use vigil_shared::adapters::dynamo::{AuditTable, Dynamo, TenantTable};
 use vigil_shared::adapters::s3::AnchorBucket;
 use vigil_shared::app::audit::{anchor_head, Anchoring};
+use vigil_shared::app::jobs::{job_tenants, TenantsError};
 use vigil_shared::config::{Config, ConfigError};
 use vigil_shared::domain::TenantId;
 use vigil_shared::function::Function;
@@ -113,16 +114,12 @@ async fn anchor_one(
 
 pub async fn run_job(deps: &Deps, run: AnchorRun) -> Result<AnchorReport, AnchorError> {
     let started = std::time::Instant::now();
-    let tenants = match run.tenant {
-        Some(tenant) => {
-            vec![TenantId::parse(&tenant).map_err(|e| AnchorError::BadTenant(e.reason))?]
-        }
-        None => deps
-            .tenants
-            .tenants()
-            .await
-            .map_err(|e| AnchorError::Tenants(e.to_string()))?,
-    };
+    let tenants = job_tenants(&deps.tenants, run.tenant.as_deref())
+        .await
+        .map_err(|e| match e {
+            TenantsError::BadTenant(reason) => AnchorError::BadTenant(reason),
+            TenantsError::List(e) => AnchorError::Tenants(e.to_string()),
+        })?;
     let mut tenants = tenants;
     // A random order: what a run leaves undone, the next is likely to start with.
     tenants.sort_by_cached_key(|_| rand::random::<u64>());

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use vigil_shared::adapters::dynamo::exports::ExportRuns;
 use vigil_shared::adapters::dynamo::{
@@ -22,9 +21,9 @@ use vigil_shared::adapters::dynamo::{
 };
 use vigil_shared::adapters::s3::DataBucket;
 use vigil_shared::app::export::{ExportReport, ExportRequest, ExportStatus, Exporter};
+use vigil_shared::app::jobs::{job_now, job_tenants, TenantsError};
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::domain::export::ExportMonth;
-use vigil_shared::domain::TenantId;
 use vigil_shared::function::{job_input, Function};
 use vigil_shared::telemetry;
 
@@ -120,11 +119,8 @@ impl Function for Deps {
 pub async fn export(deps: &Deps, input: ExportInput) -> Result<InvocationReport, ExportJobError> {
     let started = Instant::now();
     let deadline = started + deps.job_budget;
-    let now = match &input.now {
-        Some(text) => OffsetDateTime::parse(text, &Rfc3339)
-            .map_err(|_| ExportJobError::BadInput("now", "expected an RFC 3339 time"))?,
-        None => (deps.clock)(),
-    };
+    let now = job_now(input.now.as_deref(), deps.clock)
+        .map_err(|_| ExportJobError::BadInput("now", "expected an RFC 3339 time"))?;
     let month = match &input.month {
         Some(label) => ExportMonth::parse(label)
             .ok_or(ExportJobError::BadInput("month", "expected yyyy-mm"))?,
@@ -133,15 +129,14 @@ pub async fn export(deps: &Deps, input: ExportInput) -> Result<InvocationReport,
     if month.end() > now {
         return Err(ExportJobError::BadInput("month", "must be over at `now`"));
     }
-    let tenants = match &input.tenant {
-        Some(tenant) => vec![TenantId::parse(tenant)
-            .map_err(|_| ExportJobError::BadInput("tenant", "expected a tenant id"))?],
-        None => deps
-            .tenants
-            .tenants()
-            .await
-            .map_err(|e| ExportJobError::Tenants(e.to_string()))?,
-    };
+    let tenants = job_tenants(&deps.tenants, input.tenant.as_deref())
+        .await
+        .map_err(|e| match e {
+            TenantsError::List(e) => ExportJobError::Tenants(e.to_string()),
+            TenantsError::BadTenant(_) => {
+                ExportJobError::BadInput("tenant", "expected a tenant id")
+            }
+        })?;
     let holder = format!("{:016x}", rand::random::<u64>());
     let mut reports = Vec::new();
     let mut failures = Vec::new();

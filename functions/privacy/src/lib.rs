@@ -31,12 +31,12 @@ use vigil_shared::adapters::dynamo::{
 use vigil_shared::adapters::kms::{self, ContactKeys, LookupInitError};
 use vigil_shared::adapters::s3::DataBucket;
 use vigil_shared::app::audit::audit_read;
+use vigil_shared::app::jobs::{job_tenants, TenantsError};
 use vigil_shared::app::privacy::{Actor, Rights};
 use vigil_shared::auth::Caller;
 use vigil_shared::config::{Config, ConfigError, Setting};
 use vigil_shared::domain::access::Scope;
 use vigil_shared::domain::privacy::{check_user, is_request_id, RequestState};
-use vigil_shared::domain::TenantId;
 use vigil_shared::function::Function;
 use vigil_shared::http::{ApiError, Call, Reply};
 use vigil_shared::ports::AuditLog;
@@ -149,16 +149,12 @@ impl Function for Deps {
 
 pub async fn resume(deps: &Deps, run: ResumeRun) -> Result<ResumeReport, ResumeError> {
     let deadline = Instant::now() + deps.job_budget;
-    let tenants = match run.tenant {
-        Some(tenant) => {
-            vec![TenantId::parse(&tenant).map_err(|e| ResumeError::BadTenant(e.reason))?]
-        }
-        None => deps
-            .tenants
-            .tenants()
-            .await
-            .map_err(|e| ResumeError::Tenants(e.to_string()))?,
-    };
+    let tenants = job_tenants(&deps.tenants, run.tenant.as_deref())
+        .await
+        .map_err(|e| match e {
+            TenantsError::BadTenant(reason) => ResumeError::BadTenant(reason),
+            TenantsError::List(e) => ResumeError::Tenants(e.to_string()),
+        })?;
     let mut report = ResumeReport {
         tenants: tenants.len(),
         ..ResumeReport::default()

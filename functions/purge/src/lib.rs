@@ -15,14 +15,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use vigil_shared::adapters::dynamo::purge::PurgeTables;
 use vigil_shared::adapters::dynamo::{AuditTable, Dynamo, TenantTable};
 use vigil_shared::adapters::s3::DataBucket;
+use vigil_shared::app::jobs::{job_now, job_tenants, TenantsError};
 use vigil_shared::app::purge::{Budget, PurgeRequest, Purger, TenantPurge};
 use vigil_shared::config::{Config, ConfigError};
-use vigil_shared::domain::TenantId;
 use vigil_shared::function::{job_input, Function};
 use vigil_shared::telemetry;
 
@@ -114,23 +113,17 @@ impl Function for Deps {
 
 pub async fn purge(deps: &Deps, input: PurgeInput) -> Result<PurgeReport, PurgeJobError> {
     let started = Instant::now();
-    let now = match &input.now {
-        Some(text) => OffsetDateTime::parse(text, &Rfc3339)
-            .map_err(|_| PurgeJobError::BadInput("now", "expected an RFC 3339 time"))?,
-        None => (deps.clock)(),
-    };
+    let now = job_now(input.now.as_deref(), deps.clock)
+        .map_err(|_| PurgeJobError::BadInput("now", "expected an RFC 3339 time"))?;
     if input.max_pages == Some(0) {
         return Err(PurgeJobError::BadInput("max_pages", "expected at least 1"));
     }
-    let tenants = match &input.tenant {
-        Some(tenant) => vec![TenantId::parse(tenant)
-            .map_err(|_| PurgeJobError::BadInput("tenant", "expected a tenant id"))?],
-        None => deps
-            .tenants
-            .tenants()
-            .await
-            .map_err(|e| PurgeJobError::Tenants(e.to_string()))?,
-    };
+    let tenants = job_tenants(&deps.tenants, input.tenant.as_deref())
+        .await
+        .map_err(|e| match e {
+            TenantsError::List(e) => PurgeJobError::Tenants(e.to_string()),
+            TenantsError::BadTenant(_) => PurgeJobError::BadInput("tenant", "expected a tenant id"),
+        })?;
     let request = PurgeRequest {
         now,
         dry_run: input.dry_run,

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod audit;
 #[cfg(feature = "export")]
 pub mod export;
+pub mod jobs;
 pub mod keys;
 pub mod privacy;
 pub mod purge;

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeSet;
 
-use aws_sdk_dynamodb::types::Select;
 use time::{Date, OffsetDateTime};
 
 use super::codec::{date_of, key_of, n, num, s, text, time_of, timestamp, Item, EXPIRES_AT};
@@ -575,40 +574,6 @@ impl PurgeTables {
             false,
             out.last_evaluated_key,
         ))
-    }
-
-    /// Counts the items a query would read without reading them (a dry run of a
-    /// partition): COUNT pages.
-    pub async fn count_partition(
-        &self,
-        table: &'static str,
-        pk: &str,
-        prefix: Option<&str>,
-    ) -> Result<u64, StoreError> {
-        let mut total = 0;
-        let mut start = None;
-        loop {
-            let query = self
-                .db
-                .client
-                .query()
-                .table_name(self.table(table))
-                .select(Select::Count)
-                .expression_attribute_values(":pk", s(pk))
-                .set_exclusive_start_key(start);
-            let query = match prefix {
-                Some(prefix) => query
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":prefix", s(prefix)),
-                None => query.key_condition_expression("pk = :pk"),
-            };
-            let out = query.send().await.map_err(|e| failed("Query", e))?;
-            total += out.count.max(0) as u64;
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(total);
-            }
-        }
     }
 }
 
