@@ -356,6 +356,9 @@ async fn an_account_three_years_and_a_day_past_its_end_is_gone_and_nothing_else_
     assert_eq!(record["account"], "gone");
     assert_eq!(record["policy"], "relationship_end + 1096 days");
     assert_eq!(record["run_id"], report["run_id"]);
+    // Another tenant's admin sees none of them.
+    let other = stack.issue_key("purge-other", &[Scope::Admin]).await;
+    assert!(records(&stack, &other).await.is_empty());
     let trail = stack
         .audit()
         .entries(
@@ -775,12 +778,18 @@ async fn datasets_and_bundles_go_by_age_with_every_version() {
     .await;
     assert_eq!(count(format!("privacy/{T}/")).await, 0);
     assert_eq!(count(format!("exports/{T}/")).await, 2);
-    // 396 days on: both versions of the dataset go.
-    purge(
-        &stack,
-        json!({"tenant": T, "now": rfc3339(now + Duration::days(396))}),
-    )
-    .await;
+    // 396 days on: both versions of the dataset go; first, S3 refuses every
+    // DeleteObjects: the run fails, nothing is deleted or recorded, the next run does it.
+    let later = json!({"tenant": T, "now": rfc3339(now + Duration::days(396))});
+    stack.proxy.inject("s3:POST", Fault::ServerError, Some(50));
+    let failed = stack
+        .local_api()
+        .invoke("PurgeFunction", later.clone())
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    stack.proxy.clear_faults();
+    assert_eq!(count(format!("exports/{T}/")).await, 2);
+    purge(&stack, later).await;
     assert_eq!(count(format!("exports/{T}/")).await, 0);
     let stored = records(&stack, &admin).await;
     let classes: Vec<(&str, u64)> = stored
