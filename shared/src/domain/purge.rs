@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
-use time::{Date, Duration, Month, OffsetDateTime};
+use time::{Duration, OffsetDateTime};
 
 use super::retention::{self, RawEventRetention};
+use super::rollup;
 
 /// What one unit of purge work destroys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -135,24 +136,22 @@ pub fn raw_event_cutoff(now: OffsetDateTime, retention: RawEventRetention) -> Of
 
 /// The months (`yyyy-mm`) from the one holding `from` to the one holding `to`, both included.
 pub fn months(from: OffsetDateTime, to: OffsetDateTime) -> Vec<String> {
+    let last = rollup::month_start(rollup::day_of(to));
+    let mut month = rollup::month_start(rollup::day_of(from));
     let mut out = Vec::new();
-    let (mut year, mut month) = (from.year(), from.month());
-    let end = (to.year(), to.month() as u8);
-    while (year, month as u8) <= end {
-        out.push(format!("{year:04}-{:02}", month as u8));
-        if month == Month::December {
-            year += 1;
-        }
-        month = month.next();
+    while month <= last {
+        out.push(rollup::month_label(month));
+        // The 1st plus 31 days is in the next month; its 1st is the next start.
+        month = rollup::month_start(month + Duration::days(31));
     }
     out
 }
 
-/// The first instant of the month holding `at`.
+/// The first instant of the month holding `at` (UTC).
 pub fn month_start(at: OffsetDateTime) -> OffsetDateTime {
-    Date::from_calendar_date(at.year(), at.month(), 1)
-        .map(|d| d.midnight().assume_utc())
-        .unwrap_or(at)
+    rollup::month_start(rollup::day_of(at))
+        .midnight()
+        .assume_utc()
 }
 
 /// A sortable, unique record id: the run's start, the run id and a sequence.
