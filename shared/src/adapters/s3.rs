@@ -12,7 +12,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use time::OffsetDateTime;
 
-use super::dynamo::failed;
+use super::dynamo::{failed, unbuildable};
 use crate::config::{Config, ConfigError, Setting};
 use crate::domain::audit::Anchor;
 use crate::domain::TenantId;
@@ -166,14 +166,8 @@ impl DataBucket {
         key: &str,
         expires_in: std::time::Duration,
     ) -> Result<String, StoreError> {
-        let config =
-            aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in).map_err(|e| {
-                StoreError::failed(
-                    "presign",
-                    crate::ports::FailureKind::Permanent,
-                    e.to_string(),
-                )
-            })?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+            .map_err(|e| unbuildable("presign", e))?;
         self.client
             .get_object()
             .bucket(&self.bucket)
@@ -236,13 +230,7 @@ impl DataBucket {
                         .key(key)
                         .set_version_id(version.map(str::to_owned))
                         .build()
-                        .map_err(|e| {
-                            StoreError::failed(
-                                "DeleteObjects",
-                                crate::ports::FailureKind::Permanent,
-                                e.to_string(),
-                            )
-                        })?;
+                        .map_err(|e| unbuildable("DeleteObjects", e))?;
                     doomed.push(id);
                 }
             }
@@ -494,13 +482,7 @@ impl DataBucket {
             .set_objects(Some(objects))
             .quiet(true)
             .build()
-            .map_err(|e| {
-                StoreError::failed(
-                    "DeleteObjects",
-                    crate::ports::FailureKind::Permanent,
-                    e.to_string(),
-                )
-            })?;
+            .map_err(|e| unbuildable("DeleteObjects", e))?;
         let out = self
             .client
             .delete_objects()

@@ -136,6 +136,28 @@ fn account_needles(tenant: &str, account: &str) -> Vec<String> {
     ]
 }
 
+/// An account's items in the events and aggregates tables (its partitions
+/// and its directory entry), counted from the emulator.
+async fn account_items(stack: &TestStack, account: &str) -> u64 {
+    let needles = account_needles(T, account);
+    let mut count = 0;
+    for table in ["EventsTable", "AggregatesTable"] {
+        count += items_naming(stack, table, &needles).await as u64;
+    }
+    count
+}
+
+/// What the account records say was deleted from the events and aggregates tables.
+fn recorded_account_items(records: &[Value]) -> u64 {
+    records
+        .iter()
+        .filter(|r| r["class"] == "account")
+        .flat_map(item_counts)
+        .filter(|(table, _)| table == "EventsTable" || table == "AggregatesTable")
+        .map(|(_, count)| count)
+        .sum()
+}
+
 /// The pseudonyms of an account's events, read from the events table.
 async fn pseudonyms_of(stack: &TestStack, tenant: &str, account: &str) -> BTreeSet<String> {
     let pk = format!("T#{tenant}#A#{account}");
@@ -443,14 +465,8 @@ async fn an_interrupted_purge_resumes_and_deletes_exactly_what_was_due() {
     put_account(&stack, &admin, "big", Some(&long_ago)).await;
     put_account(&stack, &admin, "small", Some(&long_ago)).await;
     put_account(&stack, &admin, "stays", None).await;
-    let mut due = 0;
-    for account in ["big", "small"] {
-        for table in ["EventsTable", "AggregatesTable"] {
-            due += items_naming(&stack, table, &account_needles(T, account)).await as u64;
-        }
-    }
-    let stays_before = items_naming(&stack, "EventsTable", &account_needles(T, "stays")).await
-        + items_naming(&stack, "AggregatesTable", &account_needles(T, "stays")).await;
+    let due = account_items(&stack, "big").await + account_items(&stack, "small").await;
+    let stays_before = account_items(&stack, "stays").await;
     let people_before = subject_ids(&stack).await.len();
 
     // A fault the retries cannot clear: the run fails, having recorded what it did.
@@ -482,32 +498,18 @@ async fn an_interrupted_purge_resumes_and_deletes_exactly_what_was_due() {
     }
     assert!(runs > 3, "{runs} invocations");
     for account in ["big", "small"] {
-        for table in ["EventsTable", "AggregatesTable"] {
-            assert_eq!(
-                items_naming(&stack, table, &account_needles(T, account)).await,
-                0
-            );
-        }
+        assert_eq!(account_items(&stack, account).await, 0, "{account}");
     }
-    let stays_after = items_naming(&stack, "EventsTable", &account_needles(T, "stays")).await
-        + items_naming(&stack, "AggregatesTable", &account_needles(T, "stays")).await;
-    assert_eq!(stays_after, stays_before, "nothing extra deleted");
+    assert_eq!(
+        account_items(&stack, "stays").await,
+        stays_before,
+        "nothing extra deleted"
+    );
     // Every person was on one of the two accounts, 5 each: 10 records gone.
     assert_eq!(subject_ids(&stack).await.len(), people_before - 10);
     // The records add up to what was there: nothing counted twice or missed.
     let stored = records(&stack, &admin).await;
-    let recorded: u64 = stored
-        .iter()
-        .filter(|r| r["class"] == "account")
-        .map(|r| {
-            item_counts(r)
-                .iter()
-                .filter(|(t, _)| *t == "EventsTable" || *t == "AggregatesTable")
-                .map(|(_, n)| n)
-                .sum::<u64>()
-        })
-        .sum();
-    assert_eq!(recorded, due, "{stored:?}");
+    assert_eq!(recorded_account_items(&stored), due, "{stored:?}");
     let subjects: u64 = stored
         .iter()
         .map(|r| item_counts(r).get("SubjectsTable").copied().unwrap_or(0))
@@ -945,9 +947,7 @@ async fn two_runs_at_once_delete_and_record_everything_once() {
             Some(&ended_days_ago(THREE_YEARS + 5)),
         )
         .await;
-        for table in ["EventsTable", "AggregatesTable"] {
-            due += items_naming(&stack, table, &account_needles(T, &account)).await as u64;
-        }
+        due += account_items(&stack, &account).await;
     }
     let api = stack.local_api();
     let (first, second) = tokio::join!(
@@ -965,24 +965,14 @@ async fn two_runs_at_once_delete_and_record_everything_once() {
     let last = purge(&stack, json!({"tenant": T})).await;
     assert_eq!(last["tenants"][0]["records"], json!([]), "{last}");
     for a in 0..4 {
-        for table in ["EventsTable", "AggregatesTable"] {
-            let needles = account_needles(T, &format!("acct-{a}"));
-            assert_eq!(items_naming(&stack, table, &needles).await, 0);
-        }
+        assert_eq!(account_items(&stack, &format!("acct-{a}")).await, 0);
     }
-    let recorded: u64 = records(&stack, &admin)
-        .await
-        .iter()
-        .filter(|r| r["class"] == "account")
-        .map(|r| {
-            item_counts(r)
-                .iter()
-                .filter(|(t, _)| *t == "EventsTable" || *t == "AggregatesTable")
-                .map(|(_, n)| n)
-                .sum::<u64>()
-        })
-        .sum();
-    assert_eq!(recorded, due, "every item counted once");
+    let stored = records(&stack, &admin).await;
+    assert_eq!(
+        recorded_account_items(&stored),
+        due,
+        "every item counted once"
+    );
     // No lease is left behind.
     let leases = stack
         .scan("TenantsTable")
